@@ -1,0 +1,46 @@
+"""fairgate guardrails: toxicity and per-group output-rate monitors behind one policy.
+
+Embeddable without BentoML, torch or a server: ONNX Runtime, numpy, tokenizers, pydantic,
+PyYAML and prometheus-client only. Nothing here runs at import time; heavy or optional
+dependencies (detoxify/torch for :class:`DetoxifyScorer`) are imported where used.
+"""
+
+from guardrails.decision import Decision, GroupStatus, GuardStatus, MonitorStatus, Reason, Screen
+from guardrails.groups import GroupResolver, Lexicon
+from guardrails.guard import Guard
+from guardrails.metrics import GuardMetrics
+from guardrails.onnx_model import Encoding, ModelDirectoryError, OnnxTextModel
+from guardrails.policy import Policy, PolicyError, default_policy_path
+from guardrails.rates import RateMonitor
+from guardrails.scorers import DetoxifyScorer, OnnxToxicityScorer, ToxicityScorer
+from guardrails.simulate import SimulationResult, simulate_rates
+from guardrails.store import InMemoryWindowStore, WindowCounts, WindowSpec, WindowStore
+
+__all__ = [
+    "Decision",
+    "DetoxifyScorer",
+    "Encoding",
+    "GroupResolver",
+    "GroupStatus",
+    "Guard",
+    "GuardMetrics",
+    "GuardStatus",
+    "InMemoryWindowStore",
+    "Lexicon",
+    "ModelDirectoryError",
+    "MonitorStatus",
+    "OnnxTextModel",
+    "OnnxToxicityScorer",
+    "Policy",
+    "PolicyError",
+    "RateMonitor",
+    "Reason",
+    "Screen",
+    "SimulationResult",
+    "ToxicityScorer",
+    "WindowCounts",
+    "WindowSpec",
+    "WindowStore",
+    "default_policy_path",
+    "simulate_rates",
+]

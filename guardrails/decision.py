@@ -1,0 +1,115 @@
+"""The typed results of the guard: per-item screens and decisions, and the status report.
+
+These are the shapes the service returns and audits, so they are pydantic models with
+bounded vocabularies (``action``, ``code``) and no raw request text.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Action = Literal["allow", "flag", "block"]
+Stage = Literal["input", "output", "review"]
+SEVERITY: dict[str, int] = {"allow": 0, "flag": 1, "block": 2}
+
+
+def most_severe(actions: list[str] | tuple[str, ...]) -> Action:
+    """The strongest of several actions (block > flag > allow)."""
+    best: Action = "allow"
+    for action in actions:
+        if SEVERITY[action] > SEVERITY[best]:
+            best = action  # type: ignore[assignment]
+    return best
+
+
+class Reason(BaseModel):
+    """Why an item was flagged or blocked: which monitor, on what figure, against what bound.
+
+    ``code`` is the bounded value used as the ``reason`` metric label:
+    ``toxicity_<category>``, ``rate_<monitor>`` or ``monitor_error``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    monitor: str
+    stage: Stage
+    code: str
+    action: Action
+    category: str | None = None
+    group: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    message: str
+
+
+class Screen(BaseModel):
+    """The guard's view of one item before inference: its groups, toxicity and a provisional action."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: Literal["input", "output"] = "input"
+    action: Action = "allow"
+    reasons: tuple[Reason, ...] = ()
+    toxicity: dict[str, float] = Field(default_factory=dict)
+    groups: tuple[str, ...] = ("none",)
+
+    @property
+    def blocked(self) -> bool:
+        """True when the item must not reach the model (skip inference, pass label None)."""
+        return self.action == "block"
+
+
+class Decision(BaseModel):
+    """The final decision for one item."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: Action
+    reasons: tuple[Reason, ...] = ()
+    toxicity: dict[str, float] = Field(default_factory=dict)
+    groups: tuple[str, ...] = ("none",)
+    label: str | None = None
+
+    @property
+    def reason_code(self) -> str:
+        """The primary reason (first reason of the decisive action), or ``none``."""
+        for reason in self.reasons:
+            if reason.action == self.action:
+                return reason.code
+        return "none"
+
+
+class GroupStatus(BaseModel):
+    """One group in one rate monitor. ``None`` figures cannot be computed yet (never a silent 0)."""
+
+    group: str
+    n: int
+    positives: int
+    rate: float | None
+    impact_ratio: float | None
+    ratio_upper: float | None
+    parity_difference: float | None
+    status: str
+    alert: bool
+
+
+class MonitorStatus(BaseModel):
+    name: str
+    source: str
+    outcome: str
+    harm: str
+    reference: str | None
+    alerts_raised: int
+    active: list[str]
+    checked: bool
+    groups: list[GroupStatus]
+
+
+class GuardStatus(BaseModel):
+    policy_version: str
+    enabled: bool
+    toxicity_enabled: bool
+    rates_enabled: bool
+    monitors: list[MonitorStatus]

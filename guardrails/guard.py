@@ -1,0 +1,407 @@
+"""The guard: the one object the service (or any product) calls on every batch.
+
+``screen`` runs before inference (groups + toxicity, may block), ``review`` after it (rate
+windows, disparity alerts, final decision). Both take and return lists, so adaptive
+batching pays off through the whole path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from guardrails.decision import (
+    Action,
+    Decision,
+    GroupStatus,
+    GuardStatus,
+    MonitorStatus,
+    Reason,
+    Screen,
+    most_severe,
+)
+from guardrails.groups import GroupResolver, Lexicon, RequestGroup
+from guardrails.metrics import GuardMetrics
+from guardrails.policy import Policy, PolicyError
+from guardrails.rates import CheckResult, RateMonitor
+from guardrails.scorers import ToxicityScorer
+from guardrails.store import InMemoryWindowStore, WindowStore
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+TOXICITY_MONITOR = "toxicity"
+
+
+class Guard:
+    """Toxicity and per-group output-rate monitors under one policy.
+
+    Every dependency is passed in: the scorer (None only when the policy disables
+    toxicity), the Prometheus registry, the clock (seconds; ``time.monotonic`` in one
+    process, ``time.time`` when windows live in a store shared across machines), and the
+    window store.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        scorer: ToxicityScorer | None,
+        registry: CollectorRegistry,
+        clock: Clock = time.monotonic,
+        store: WindowStore | None = None,
+        lexicon: Lexicon | None = None,
+    ) -> None:
+        self.policy = policy
+        self._scorer = scorer
+        self._clock = clock
+        self._store = store if store is not None else InMemoryWindowStore()
+        # Rate monitors keep a check schedule and alert state; one batch reviews at a time.
+        self._lock = threading.RLock()
+        self._toxicity_on = policy.enabled and policy.toxicity.enabled
+        self._rates_on = policy.enabled and policy.rates.enabled
+        if self._toxicity_on:
+            self._check_scorer(scorer)
+        self.resolver = GroupResolver(policy=policy.groups, lexicon=lexicon)
+        self.metrics = GuardMetrics(registry=registry, groups=policy.label_values)
+        self.metrics.policy_info.labels(version=policy.version).set(1)
+        self.monitors: tuple[RateMonitor, ...] = tuple(
+            RateMonitor(
+                monitor=monitor,
+                rates=policy.rates,
+                groups=policy.label_values,
+                store=self._store,
+                clock=clock,
+            )
+            for monitor in policy.rates.monitors
+        )
+        # Series that exist from the start, so rate() and alerts see 0 rather than nothing.
+        self.metrics.monitor_errors.labels(monitor=TOXICITY_MONITOR)
+        for monitor in self.monitors:
+            self.metrics.monitor_errors.labels(monitor=monitor.name)
+            for group in monitor.groups:
+                self.metrics.alert_active.labels(monitor=monitor.name, group=group).set(0)
+
+    def _check_scorer(self, scorer: ToxicityScorer | None) -> None:
+        if scorer is None:
+            raise PolicyError(
+                "toxicity.enabled is true but no scorer was given; pass scorer= "
+                "(e.g. OnnxToxicityScorer.from_directory(...)) or set toxicity.enabled: false"
+            )
+        missing = [c for c in self.policy.toxicity.categories if c not in scorer.categories]
+        if missing:
+            raise PolicyError(
+                f"toxicity.categories: the scorer has no {', '.join(repr(m) for m in missing)} "
+                f"(it scores {', '.join(scorer.categories)}); remove them from the policy"
+            )
+
+    # -- before inference -------------------------------------------------------------
+
+    def screen(
+        self,
+        texts: Sequence[str],
+        groups: Sequence[RequestGroup] | None = None,
+        *,
+        stage: str = "input",
+        encoding: Any = None,
+    ) -> list[Screen]:
+        """Resolve groups and score toxicity for a batch; a provisional action per item.
+
+        ``stage`` is ``input`` for request texts and ``output`` for text a model returns.
+        ``encoding`` (an ``onnx_model.Encoding``) lets the scorer reuse a tokenisation.
+        """
+        if stage not in ("input", "output"):
+            raise ValueError(f"stage {stage!r} is not input or output")
+        n = len(texts)
+        if groups is not None and len(groups) != n:
+            raise ValueError(f"got {n} texts but {len(groups)} groups; pass one group (or None) per text")
+        self.metrics.batch_size.labels(stage=stage).observe(n)
+        if not self.policy.enabled:
+            return [Screen(stage=stage) for _ in range(n)]  # type: ignore[arg-type]
+        resolved = self.resolver.resolve(texts, groups)
+        if not (self._toxicity_on and stage in self.policy.toxicity.stages) or n == 0:
+            return [Screen(stage=stage, groups=g) for g in resolved]  # type: ignore[arg-type]
+        started = time.perf_counter()
+        try:
+            scores = self._score(texts, encoding)
+        except Exception:
+            # Never log the texts: they are user data.
+            logger.exception(
+                "toxicity scorer failed on a batch of %d; on_error=%s", n, self.policy.toxicity.on_error
+            )
+            self.metrics.monitor_errors.labels(monitor=TOXICITY_MONITOR).inc()
+            return [self._error_screen(stage, g) for g in resolved]
+        finally:
+            self.metrics.monitor_duration.labels(monitor=TOXICITY_MONITOR).observe(
+                time.perf_counter() - started
+            )
+        histograms = {
+            c: self.metrics.toxicity_score.labels(stage=stage, category=c) for c in self._scorer_categories()
+        }
+        screens = []
+        for item_groups, row in zip(resolved, scores, strict=True):
+            for category, score in row.items():
+                histograms[category].observe(score)
+            screens.append(self._toxicity_screen(stage, item_groups, row))
+        return screens
+
+    def _scorer_categories(self) -> list[str]:
+        return list(self._scorer.categories) if self._scorer is not None else []
+
+    def _score(self, texts: Sequence[str], encoding: Any) -> list[dict[str, float]]:
+        scorer = self._scorer
+        assert scorer is not None
+        if encoding is not None and hasattr(scorer, "tokenizer_fingerprint"):
+            raw = scorer.score(texts, encoding=encoding)  # type: ignore[call-arg]
+        else:
+            raw = scorer.score(texts)
+        array = np.asarray(raw, dtype=np.float64)
+        categories = list(scorer.categories)
+        if array.shape != (len(texts), len(categories)):
+            raise ValueError(f"scorer returned shape {array.shape}, expected {(len(texts), len(categories))}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError("scorer returned non-finite scores")
+        return [dict(zip(categories, map(float, row), strict=True)) for row in array]
+
+    def _error_screen(self, stage: str, groups: tuple[str, ...]) -> Screen:
+        action = self.policy.toxicity.on_error
+        reasons: tuple[Reason, ...] = ()
+        if action != "allow":
+            reasons = (
+                Reason(
+                    monitor=TOXICITY_MONITOR,
+                    stage=stage,  # type: ignore[arg-type]
+                    code="monitor_error",
+                    action=action,
+                    message=f"toxicity scorer failed; policy toxicity.on_error={action}",
+                ),
+            )
+        return Screen(stage=stage, action=action, reasons=reasons, groups=groups)  # type: ignore[arg-type]
+
+    def _toxicity_screen(self, stage: str, groups: tuple[str, ...], scores: dict[str, float]) -> Screen:
+        reasons: list[Reason] = []
+        for category, score in scores.items():
+            bounds = self.policy.toxicity.categories.get(category)
+            if bounds is None:
+                continue
+            if bounds.block is not None and score >= bounds.block:
+                action, threshold = "block", bounds.block
+            elif bounds.flag is not None and score >= bounds.flag:
+                action, threshold = "flag", bounds.flag
+            else:
+                continue
+            reasons.append(
+                Reason(
+                    monitor=TOXICITY_MONITOR,
+                    stage=stage,  # type: ignore[arg-type]
+                    code=f"toxicity_{category}",
+                    action=action,  # type: ignore[arg-type]
+                    category=category,
+                    value=score,
+                    threshold=threshold,
+                    message=f"{category} score {score:.3f} >= {action} threshold {threshold}",
+                )
+            )
+        reasons.sort(key=lambda r: (r.action != "block", -(r.value or 0.0)))
+        return Screen(
+            stage=stage,  # type: ignore[arg-type]
+            action=most_severe([r.action for r in reasons]),
+            reasons=tuple(reasons),
+            toxicity=scores,
+            groups=groups,
+        )
+
+    # -- after inference --------------------------------------------------------------
+
+    def review(self, screens: Sequence[Screen], labels: Sequence[str | None]) -> list[Decision]:
+        """Record outcomes per group, run the rate monitors, and decide each item.
+
+        ``labels`` holds the classifier's label per item, None where the item was blocked
+        before inference (or not classified). Items in several groups count in each.
+        """
+        if len(screens) != len(labels):
+            raise ValueError(
+                f"got {len(screens)} screens but {len(labels)} labels; pass one label (or None) per screen"
+            )
+        self.metrics.batch_size.labels(stage="review").observe(len(screens))
+        groups = [tuple(self.metrics.group_label(g) for g in s.groups) for s in screens]
+        extra: list[list[Reason]] = [[] for _ in screens]
+        if self._rates_on and screens:
+            with self._lock:
+                for monitor in self.monitors:
+                    self._run_monitor(monitor, screens, labels, groups, extra)
+        decisions = []
+        tally: Counter[tuple[str, str]] = Counter()
+        for screen, label, item_groups, more in zip(screens, labels, groups, extra, strict=True):
+            reasons = (*screen.reasons, *more)
+            action = most_severe([screen.action, *(r.action for r in more)])
+            ordered = tuple(sorted(reasons, key=lambda r: -_severity(r.action)))
+            decision = Decision(
+                action=action, reasons=ordered, toxicity=screen.toxicity, groups=item_groups, label=label
+            )
+            tally[(action, decision.reason_code)] += 1
+            decisions.append(decision)
+        for (action, reason), count in tally.items():
+            self.metrics.decisions.labels(action=action, reason=reason).inc(count)
+        return decisions
+
+    def _run_monitor(
+        self,
+        monitor: RateMonitor,
+        screens: Sequence[Screen],
+        labels: Sequence[str | None],
+        groups: Sequence[tuple[str, ...]],
+        extra: list[list[Reason]],
+    ) -> None:
+        rates = self.policy.rates
+        started = time.perf_counter()
+        try:
+            items = []
+            tally: Counter[tuple[str, str]] = Counter()
+            for screen, label, item_groups in zip(screens, labels, groups, strict=True):
+                hit, outcome = _observe(monitor, screen, label)
+                items.append((item_groups, hit))
+                if outcome is not None:
+                    for group in item_groups:
+                        tally[(group, outcome)] += 1
+            for (group, outcome), count in tally.items():
+                self.metrics.outcomes.labels(monitor=monitor.name, group=group, outcome=outcome).inc(count)
+            result = monitor.record(items)
+            if result is not None:
+                self._export(result)
+        except Exception:
+            logger.exception("rate monitor %s failed; on_error=%s", monitor.name, rates.on_error)
+            self.metrics.monitor_errors.labels(monitor=monitor.name).inc()
+            if rates.on_error != "allow":
+                for reasons in extra:
+                    reasons.append(
+                        Reason(
+                            monitor=monitor.name,
+                            stage="review",
+                            code="monitor_error",
+                            action=rates.on_error,
+                            message=f"rate monitor {monitor.name} failed; policy rates.on_error={rates.on_error}",
+                        )
+                    )
+            return
+        finally:
+            self.metrics.monitor_duration.labels(monitor=monitor.name).observe(time.perf_counter() - started)
+        active = monitor.active
+        if not active:
+            return
+        action: Action = rates.action
+        for item_groups, reasons in zip(groups, extra, strict=True):
+            affected = sorted(active) if rates.scope == "all" else sorted(active.intersection(item_groups))
+            for group in affected:
+                reasons.append(self._rate_reason(monitor, group, action))
+
+    def _rate_reason(self, monitor: RateMonitor, group: str, action: Action) -> Reason:
+        figures = monitor.last.groups.get(group) if monitor.last else None
+        ratio = figures.impact_ratio if figures else float("nan")
+        bound = self.policy.rates.impact_ratio.min if self.policy.rates.impact_ratio else None
+        reference = monitor.last.reference if monitor.last else None
+        return Reason(
+            monitor=monitor.name,
+            stage="review",
+            code=f"rate_{monitor.name}",
+            action=action,
+            group=group,
+            value=None if math.isnan(ratio) else ratio,
+            threshold=bound,
+            message=(
+                f"{monitor.name}: group {group} impact ratio {ratio:.3f} vs {reference} "
+                f"(bound {bound}) at {self.policy.rates.confidence:.0%} confidence; scope {self.policy.rates.scope}"
+            ),
+        )
+
+    def _export(self, result: CheckResult) -> None:
+        for group, figures in result.groups.items():
+            self.metrics.group_rate.labels(monitor=result.monitor, group=group).set(figures.rate)
+            self.metrics.impact_ratio.labels(monitor=result.monitor, group=group).set(figures.impact_ratio)
+            self.metrics.alert_active.labels(monitor=result.monitor, group=group).set(
+                1 if figures.status == "alert" else 0
+            )
+
+    # -- reporting --------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Run every rate monitor's check now (operators, status endpoints, tests)."""
+        with self._lock:
+            for monitor in self.monitors:
+                self._export(monitor.check())
+
+    def status(self) -> GuardStatus:
+        """Windows, rates, ratios and alerts of every rate monitor, as of its last check."""
+        with self._lock:
+            return self._status()
+
+    def _status(self) -> GuardStatus:
+        monitors = []
+        for monitor in self.monitors:
+            last = monitor.last
+            counts = monitor.counts()
+            groups = []
+            for group in monitor.groups:
+                figures = last.groups.get(group) if last else None
+                c = counts[group]
+                groups.append(
+                    GroupStatus(
+                        group=group,
+                        n=c.n,
+                        positives=c.positives,
+                        rate=_finite(c.rate),
+                        impact_ratio=_finite(figures.impact_ratio) if figures else None,
+                        ratio_upper=_finite(figures.ratio_upper) if figures else None,
+                        parity_difference=_finite(figures.parity_difference) if figures else None,
+                        status=figures.status if figures else "not_checked",
+                        alert=group in monitor.active,
+                    )
+                )
+            monitors.append(
+                MonitorStatus(
+                    name=monitor.name,
+                    source=monitor.config.source,
+                    outcome=monitor.config.outcome,
+                    harm=monitor.config.harm,
+                    reference=last.reference if last else None,
+                    alerts_raised=monitor.alerts_raised,
+                    active=sorted(monitor.active),
+                    checked=last is not None,
+                    groups=groups,
+                )
+            )
+        return GuardStatus(
+            policy_version=self.policy.version,
+            enabled=self.policy.enabled,
+            toxicity_enabled=self._toxicity_on,
+            rates_enabled=self._rates_on,
+            monitors=monitors,
+        )
+
+
+def _severity(action: str) -> int:
+    return {"allow": 0, "flag": 1, "block": 2}[action]
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
+def _observe(monitor: RateMonitor, screen: Screen, label: str | None) -> tuple[bool | None, str | None]:
+    """Whether the item counts as the monitored outcome, and the outcome label for metrics."""
+    config = monitor.config
+    if config.source == "label":
+        if label is None:
+            return None, None
+        return label == config.outcome, label
+    if config.outcome == "block":
+        return screen.action == "block", screen.action
+    return screen.action in ("flag", "block"), screen.action

@@ -1,0 +1,115 @@
+"""Every fairgate metric (docs/CONTRACTS.md section 4), registered in the registry passed in.
+
+The service records inference time, batch sizes and model info through the same object
+(``guard.metrics``) so each name is registered exactly once per registry. Gauges set
+``multiprocess_mode`` because BentoML runs several workers in Prometheus multiprocess mode:
+rates and ratios report the most recent worker's view (``mostrecent``), alert state the
+worst (``max``: any worker alerting shows as alerting), info gauges ``max``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+SCORE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+MONITOR_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class GuardMetrics:
+    """The metric objects, plus ``group_label`` that keeps group label values bounded."""
+
+    def __init__(self, *, registry: CollectorRegistry, groups: Iterable[str]) -> None:
+        self.groups = frozenset(groups)
+        self.decisions = Counter(
+            "fairgate_decisions",
+            "Decisions per item by action and primary reason.",
+            ["action", "reason"],
+            registry=registry,
+        )
+        self.toxicity_score = Histogram(
+            "fairgate_toxicity_score",
+            "Toxicity score per item by stage and category (0..1).",
+            ["stage", "category"],
+            buckets=SCORE_BUCKETS,
+            registry=registry,
+        )
+        self.outcomes = Counter(
+            "fairgate_outcomes",
+            "Outcomes recorded per rate monitor, group and outcome value.",
+            ["monitor", "group", "outcome"],
+            registry=registry,
+        )
+        self.group_rate = Gauge(
+            "fairgate_group_rate",
+            "Rate of the monitored outcome in the group's window at the last check (NaN: empty).",
+            ["monitor", "group"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.impact_ratio = Gauge(
+            "fairgate_impact_ratio",
+            "Impact ratio of the group against the reference at the last check (NaN: not computable).",
+            ["monitor", "group"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.alert_active = Gauge(
+            "fairgate_alert_active",
+            "1 while the rate monitor's alert for the group is active.",
+            ["monitor", "group"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.monitor_errors = Counter(
+            "fairgate_monitor_errors",
+            "Monitor failures (the policy's on_error decided the items).",
+            ["monitor"],
+            registry=registry,
+        )
+        self.monitor_duration = Histogram(
+            "fairgate_monitor_duration_seconds",
+            "Time a monitor spent on one batch.",
+            ["monitor"],
+            buckets=MONITOR_BUCKETS,
+            registry=registry,
+        )
+        self.inference_duration = Histogram(
+            "fairgate_inference_duration_seconds",
+            "Model inference time per batch (recorded by the caller of the model).",
+            ["model"],
+            buckets=INFERENCE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "fairgate_batch_size",
+            "Items per batch by stage.",
+            ["stage"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "fairgate_model_info",
+            "1 for each model in use, by role, store tag and ONNX variant.",
+            ["role", "tag", "variant"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.policy_info = Gauge(
+            "fairgate_policy_info",
+            "1 for the policy version in force.",
+            ["version"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+    def group_label(self, group: str) -> str:
+        """A group label value from the bounded vocabulary; anything else becomes ``other``."""
+        return group if group in self.groups else "other"
+
+    def set_model_info(self, *, role: str, tag: str, variant: str) -> None:
+        """Convenience for the service: mark a loaded model."""
+        self.model_info.labels(role=role, tag=tag, variant=variant).set(1)

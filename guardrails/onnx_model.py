@@ -1,0 +1,249 @@
+"""A torch-free runtime for fairgate's ONNX text classifiers (docs/CONTRACTS.md, sections 1-2).
+
+The model directory carries everything the runtime needs (``fairgate.json``, the ONNX
+files, ``tokenizer.json``), so a product can ship it without BentoML or transformers.
+``encode`` and ``run`` are split so that two models with the same tokenizer fingerprint
+can share one tokenisation of a batch (the classifier and the guard are both MiniLM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "fairgate.json"
+MANIFEST_FORMAT = "fairgate-onnx-text/1"
+TASKS = ("single_label_classification", "multi_label_classification")
+Variant = Literal["int8", "fp32"]
+
+
+class ModelDirectoryError(ValueError):
+    """The model directory is missing a file or its manifest is malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """One tokenised batch, padded to its longest item: int64 arrays ``[n, seq]``.
+
+    ``fingerprint`` is the sha256 of the tokenizer that produced it, so a model can refuse
+    an encoding made by a different tokenizer instead of silently mis-reading the ids.
+    """
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def as_feeds(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The ONNX feed dict for the inputs the graph actually declares."""
+        arrays = {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "token_type_ids": self.token_type_ids,
+        }
+        return {name: arrays[name] for name in names}
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """Read and check ``fairgate.json``; errors name the file, the key and the fix."""
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelDirectoryError(
+            f"{path} not found: a fairgate model directory needs {MANIFEST_NAME}; "
+            "rebuild the model with `fairgate build ...` or point at the store model's path"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ModelDirectoryError(f"{path} is not valid JSON ({error}); rebuild the model") from error
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelDirectoryError(
+            f"{path}: format is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}; "
+            "rebuild the model with this version of fairgate"
+        )
+    for key in ("task", "labels", "max_length", "files"):
+        if key not in manifest:
+            raise ModelDirectoryError(f"{path}: key {key!r} is missing; rebuild the model")
+    if manifest["task"] not in TASKS:
+        raise ModelDirectoryError(f"{path}: task is {manifest['task']!r}, expected one of {', '.join(TASKS)}")
+    return manifest
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (tokenizer.json can be several MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+class OnnxTextModel:
+    """An ONNX text classifier with its tokenizer: ``encode`` -> ``run`` -> probabilities.
+
+    Build it with :meth:`from_directory`; the constructor takes already-loaded parts so
+    tests can hand in a tokenizer and a session directly.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokenizer: Any,
+        session: Any,
+        labels: Sequence[str],
+        task: str,
+        max_length: int,
+        tokenizer_fingerprint: str,
+        output_name: str = "logits",
+        variant: str = "fp32",
+        path: Path | None = None,
+    ) -> None:
+        if task not in TASKS:
+            raise ModelDirectoryError(f"task {task!r} is not one of {', '.join(TASKS)}")
+        self._tokenizer = tokenizer
+        self._session = session
+        self.labels: tuple[str, ...] = tuple(labels)
+        self.task = task
+        self.max_length = int(max_length)
+        self.tokenizer_fingerprint = tokenizer_fingerprint
+        self.variant = variant
+        self.path = path
+        self._output_name = output_name
+        self._input_names = tuple(item.name for item in session.get_inputs())
+        self._configure_tokenizer()
+
+    @classmethod
+    def from_directory(
+        cls,
+        path: str | Path,
+        *,
+        variant: Variant = "int8",
+        intra_op_threads: int | None = None,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> OnnxTextModel:
+        """Load a model directory (CONTRACTS section 1) with ONNX Runtime.
+
+        ``intra_op_threads=None`` lets ONNX Runtime choose; the service sets it per worker
+        so that several workers do not oversubscribe the cores.
+        """
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        directory = Path(path)
+        manifest = read_manifest(directory)
+        files: Mapping[str, str] = manifest["files"]
+        if variant not in ("int8", "fp32"):
+            raise ModelDirectoryError(f"variant {variant!r} is not int8 or fp32; pick one of them")
+        if variant not in files:
+            raise ModelDirectoryError(
+                f"{directory / MANIFEST_NAME}: files has no {variant!r} entry; "
+                f"available: {', '.join(sorted(k for k in files if k != 'tokenizer'))}"
+            )
+        model_file = directory / files[variant]
+        tokenizer_file = directory / files.get("tokenizer", "tokenizer.json")
+        for required in (model_file, tokenizer_file):
+            if not required.is_file():
+                raise ModelDirectoryError(
+                    f"{required} not found (named in {MANIFEST_NAME}); rebuild the model"
+                )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = int(intra_op_threads)
+        session = ort.InferenceSession(str(model_file), sess_options=options, providers=list(providers))
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        logger.info("loaded %s (%s) from %s", manifest["task"], variant, directory)
+        return cls(
+            tokenizer=tokenizer,
+            session=session,
+            labels=manifest["labels"],
+            task=manifest["task"],
+            max_length=manifest["max_length"],
+            tokenizer_fingerprint=file_sha256(tokenizer_file),
+            output_name=manifest.get("output_name", "logits"),
+            variant=variant,
+            path=directory,
+        )
+
+    def _configure_tokenizer(self) -> None:
+        """Truncate to ``max_length`` and pad to the longest item of each batch."""
+        tokenizer = self._tokenizer
+        tokenizer.enable_truncation(max_length=self.max_length)
+        padding = tokenizer.padding
+        if padding is not None:
+            pad_id, pad_token, pad_type_id = padding["pad_id"], padding["pad_token"], padding["pad_type_id"]
+        else:
+            pad_token = next(
+                (tok for tok in ("[PAD]", "<pad>", "<PAD>") if tokenizer.token_to_id(tok) is not None),
+                None,
+            )
+            if pad_token is None:
+                raise ModelDirectoryError(
+                    "tokenizer.json has no padding config and no [PAD]/<pad> token; "
+                    "save the tokenizer with a pad token"
+                )
+            pad_id, pad_type_id = tokenizer.token_to_id(pad_token), 0
+        tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token, pad_type_id=pad_type_id, length=None)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self._input_names
+
+    def encode(self, texts: Sequence[str]) -> Encoding:
+        """Tokenise a batch in one tokenizer call, padded to its longest item."""
+        items = list(texts)
+        if not items:
+            empty = np.zeros((0, 0), dtype=np.int64)
+            return Encoding(empty, empty, empty, self.tokenizer_fingerprint)
+        encodings = self._tokenizer.encode_batch(items)
+        return Encoding(
+            input_ids=np.asarray([e.ids for e in encodings], dtype=np.int64),
+            attention_mask=np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+            token_type_ids=np.asarray([e.type_ids for e in encodings], dtype=np.int64),
+            fingerprint=self.tokenizer_fingerprint,
+        )
+
+    def run(self, encoding: Encoding) -> np.ndarray:
+        """Logits ``float32 [n, n_labels]`` from one ``session.run`` for the whole batch."""
+        if encoding.fingerprint != self.tokenizer_fingerprint:
+            raise ValueError(
+                "encoding was made by a different tokenizer "
+                f"({encoding.fingerprint[:12]} != {self.tokenizer_fingerprint[:12]}); "
+                "encode the batch with this model's encode()"
+            )
+        if len(encoding) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        (logits,) = self._session.run([self._output_name], encoding.as_feeds(self._input_names))
+        return np.asarray(logits, dtype=np.float32)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Softmax for single-label models, independent sigmoids for multi-label ones."""
+        if self.task == "multi_label_classification":
+            return _sigmoid(logits.astype(np.float64)).astype(np.float32)
+        return _softmax(logits.astype(np.float64)).astype(np.float32)
+
+    def predict_proba(self, texts: Sequence[str], *, encoding: Encoding | None = None) -> np.ndarray:
+        """Probabilities ``[n, n_labels]``; reuses ``encoding`` when the caller has one."""
+        return self.probabilities(self.run(encoding if encoding is not None else self.encode(texts)))
