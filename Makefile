@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[train,test,load]"
+	$(BIN)/python -m pip install --quiet -e ".[train,test,load,deploy]"
 	@touch $(STAMP)
 
 install: $(STAMP)
