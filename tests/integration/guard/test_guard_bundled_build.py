@@ -1,0 +1,43 @@
+"""The bundled route on the real MiniLM and the real bundled data, kept short.
+
+Slow: loads and exports the real encoder. Training is capped (64 rows, one epoch), so
+this checks the route, not the model's quality (the full build is `fairgate build guard`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from models.guard import CATEGORIES
+from models.guard._build import GuardBuildConfig, build_guard
+
+GROUPS = {
+    "female", "male", "nonbinary", "christian", "muslim", "jewish", "hindu", "buddhist",
+    "atheist", "black", "white", "asian", "hispanic", "arab", "indigenous", "gay", "lesbian",
+    "bisexual", "straight", "transgender", "disabled", "young", "old",
+}
+
+
+@pytest.mark.slow
+def test_bundled_guard_builds_offline_and_loads_in_the_scorer():
+    from guardrails.scorers import OnnxToxicityScorer
+    from models.store import get_stored_model
+
+    result = build_guard(
+        GuardBuildConfig(
+            name="guard-bundled-test", max_train_rows=64, epochs=1, parity_texts=64,
+            # Barely trained: logits sit near 0, where int8 rounding flips the most labels.
+            int8_min_agreement=0.95,
+        ),
+        progress=False,
+    )
+    stored = get_stored_model(result.tag)
+    meta = stored.metadata
+    assert meta["source"] == "bundled" and meta["data"]["layout"] == "jigsaw"
+    assert meta["untrained_categories"] == []
+    assert meta["data"]["sizes"]["train"] == 64
+    assert list(meta["evaluation"]["per_category"]) == list(CATEGORIES)
+    assert meta["evaluation"]["n"] == meta["data"]["sizes"]["test"]
+    assert set(meta["identity_fpr"]["per_group"]) == GROUPS
+    scores = OnnxToxicityScorer.from_directory(stored.path).score(["have a nice day"])
+    assert scores.shape == (1, 6) and ((scores >= 0) & (scores <= 1)).all()
