@@ -28,7 +28,7 @@ models: $(STAMP)
 	$(BIN)/fairgate build guard --if-missing
 
 serve: models
-	$(BIN)/bentoml serve service.service:Fairgate --port $(PORT) --host 0.0.0.0
+	FAIRGATE_WORKERS=$(WORKERS) $(BIN)/bentoml serve service.service:Fairgate --port $(PORT) --host 0.0.0.0
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

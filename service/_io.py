@@ -1,0 +1,75 @@
+"""Wire shapes of ``POST /classify``: one JSON object in, one result object out, yet a list inside.
+
+Both inference APIs take a list of items, because that is what BentoML's adaptive
+batching (``FAIRGATE_BATCHING=bentoml``, ``batchable=True``) needs: requests' lists are
+joined, the method runs once on the joined list, and the result list is split back.
+``/classify`` must still accept one ``{"text", "group"}`` object and answer one object:
+
+- :func:`single_item_input` parses the object and hands the method a list of one;
+- :func:`single_result_output` takes the method's list of one and answers its element.
+
+Why not let ``/classify`` call a batchable method through ``self.to_async``? That
+in-process proxy recycles its aiohttp session every 100 calls and drops the calls in
+flight (``ServerDisconnectedError``, BentoML issues 5540/5544; here on 1.4.39, 29 of 640
+requests failed at 16 concurrent clients), and the extra HTTP hop through the whole
+middleware stack counted every request twice in BentoML's request metrics.
+
+Both build on ``IORootModel``, the class BentoML uses for every root (un-keyed) body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _bentoml_sdk.io_models import IORootModel
+from pydantic import BaseModel, field_validator
+
+from service.schemas import ClassifyRequest, ClassifyResult
+
+__all__ = ["single_item_input", "single_result_output"]
+
+
+def single_item_input(item_type: type[ClassifyRequest]) -> type[IORootModel[Any]]:
+    """The input spec of ``/classify``: the body is one ``item_type`` object."""
+
+    class ClassifyInput(IORootModel[list[item_type]]):  # type: ignore[valid-type]
+        __root_input__ = True
+
+        @field_validator("root", mode="before")
+        @classmethod
+        def _one_object(cls, value: Any) -> Any:
+            if isinstance(value, BaseModel):
+                return [value]
+            if not isinstance(value, dict):
+                raise ValueError(
+                    "the body must be one JSON object {\"text\": ..., \"group\": ...}; "
+                    "send several items to /classify_batch as {\"items\": [...]}"
+                )
+            return [value]
+
+        @classmethod
+        def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            # Document the object the client sends, not the list BentoML batches.
+            schema = item_type.model_json_schema(*args, **kwargs)
+            schema["root_input"] = True
+            return schema
+
+    ClassifyInput.__name__ = ClassifyInput.__qualname__ = "ClassifyInput"
+    return ClassifyInput
+
+
+def single_result_output() -> type[IORootModel[Any]]:
+    """The output spec of ``/classify``: BentoML's list of one becomes one result object."""
+
+    class ClassifyOutput(IORootModel[ClassifyResult]):
+        @field_validator("root", mode="before")
+        @classmethod
+        def _only_element(cls, value: Any) -> Any:
+            if isinstance(value, list):
+                if len(value) != 1:
+                    raise ValueError(f"expected the result of one item, got {len(value)}")
+                return value[0]
+            return value
+
+    ClassifyOutput.__name__ = ClassifyOutput.__qualname__ = "ClassifyOutput"
+    return ClassifyOutput

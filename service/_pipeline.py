@@ -1,0 +1,154 @@
+"""One batch through the guarded path: screen -> classify -> review -> typed results.
+
+Pure Python over the ONNX classifier and the guard, no BentoML, so it is unit-tested
+in-process and the service only adds HTTP and batching around it. The batch is the unit:
+one tokenizer call (shared with the guard when both models use the same tokenizer), one
+guard screen, one classifier run over the items the screen let through, one review.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from guardrails.onnx_model import Encoding, OnnxTextModel
+from service.schemas import ClassifyResult
+
+__all__ = ["GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
+
+logger = logging.getLogger(__name__)
+
+
+class ItemLike(Protocol):
+    text: str
+    group: str | None
+
+
+class ModelFailure(RuntimeError):
+    """The classifier failed on a batch: the items get an error, never a made-up label."""
+
+
+def can_share_encoding(classifier: OnnxTextModel, guard_model: OnnxTextModel | None) -> bool:
+    """Whether one tokenisation of a batch can feed both models.
+
+    Same tokenizer file *and* same truncation length: the fingerprint alone is not
+    enough, since a model truncates at its own ``max_length``.
+    """
+    return (
+        guard_model is not None
+        and classifier.tokenizer_fingerprint == guard_model.tokenizer_fingerprint
+        and classifier.max_length == guard_model.max_length
+    )
+
+
+def _rows(encoding: Encoding, rows: Sequence[int]) -> Encoding:
+    """The encoding of a subset of the batch, trimmed to the subset's longest item."""
+    index = np.asarray(rows, dtype=np.int64)
+    mask = encoding.attention_mask[index]
+    used = np.nonzero(mask.any(axis=0))[0]
+    width = int(used.max()) + 1 if len(used) else 1  # drop only trailing all-padding columns
+    return Encoding(
+        input_ids=encoding.input_ids[index, :width],
+        attention_mask=mask[:, :width],
+        token_type_ids=encoding.token_type_ids[index, :width],
+        fingerprint=encoding.fingerprint,
+    )
+
+
+class GuardedClassifier:
+    """The classifier behind the guard, batch in, one :class:`ClassifyResult` per item out.
+
+    ``guard`` is a :class:`guardrails.Guard`; its ``metrics`` object records inference
+    time and batch sizes, so every ``fairgate_`` metric lives in one registry. A lock
+    serialises batches and status reads: the rate windows are plain in-process state.
+    """
+
+    def __init__(
+        self,
+        *,
+        classifier: OnnxTextModel,
+        guard: Any,
+        guard_model: OnnxTextModel | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.classifier = classifier
+        self.guard = guard
+        self.share_encoding = can_share_encoding(classifier, guard_model)
+        self._clock = clock
+        self._new_id = new_id
+        self._lock = threading.Lock()
+
+    def classify(self, items: Sequence[ItemLike]) -> list[ClassifyResult]:
+        """Decide a batch; results in input order."""
+        if not items:
+            return []
+        texts = [item.text for item in items]
+        groups = [item.group for item in items]
+        with self._lock:
+            return self._classify_locked(texts, groups)
+
+    def _classify_locked(self, texts: list[str], groups: list[str | None]) -> list[ClassifyResult]:
+        metrics = self.guard.metrics
+        metrics.batch_size.labels(stage="request").observe(len(texts))
+        encoding = self.classifier.encode(texts) if self.share_encoding else None
+        screens = self.guard.screen(texts, groups, encoding=encoding)
+
+        passed = [i for i, screen in enumerate(screens) if not screen.blocked]
+        labels: list[str | None] = [None] * len(texts)
+        scores: list[dict[str, float]] = [{} for _ in texts]
+        if passed:
+            metrics.batch_size.labels(stage="classifier").observe(len(passed))
+            probabilities = self._predict(texts, passed, encoding)
+            names = self.classifier.labels
+            for row, i in enumerate(passed):
+                p = probabilities[row]
+                labels[i] = names[int(np.argmax(p))]
+                scores[i] = {name: round(float(v), 6) for name, v in zip(names, p, strict=True)}
+
+        decisions = self.guard.review(screens, labels)
+        results: list[ClassifyResult] = []
+        for decision, label, item_scores in zip(decisions, labels, scores, strict=True):
+            blocked = decision.action == "block"
+            results.append(
+                ClassifyResult(
+                    request_id=self._new_id(),
+                    label=None if blocked else label,
+                    scores={} if blocked else item_scores,
+                    action=decision.action,
+                    reasons=list(decision.reasons),
+                    toxicity={k: round(float(v), 6) for k, v in decision.toxicity.items()},
+                    groups=list(decision.groups),
+                )
+            )
+        return results
+
+    def _predict(self, texts: list[str], rows: list[int], encoding: Encoding | None) -> np.ndarray:
+        """Probabilities of the classifier for ``rows``: one tokenizer call, one session run."""
+        start = self._clock()
+        try:
+            if encoding is None:
+                batch = self.classifier.encode([texts[i] for i in rows])
+            elif len(rows) == len(texts):
+                batch = encoding
+            else:
+                batch = _rows(encoding, rows)
+            logits = self.classifier.run(batch)
+            probabilities = self.classifier.probabilities(logits)
+        except Exception as error:  # noqa: BLE001 - any runtime failure means no labels
+            logger.exception("classifier failed on a batch of %d items", len(rows))
+            raise ModelFailure(f"the classifier failed on a batch of {len(rows)} items: {error}") from error
+        finally:
+            self.guard.metrics.inference_duration.labels(model="classifier").observe(self._clock() - start)
+        return probabilities
+
+    def status(self) -> Any:
+        """The guard's status, read under the batch lock so windows are consistent."""
+        with self._lock:
+            return self.guard.status()

@@ -1,0 +1,137 @@
+"""Load what one worker serves with: both ONNX models, the policy, the guard, the pipeline.
+
+Kept apart from the BentoML class so it can run (and fail) in a plain process: the
+service calls :func:`load_runtime` in a background thread and is ready when it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.schemas import ModelInfo
+from service.settings import ServiceSettings
+
+__all__ = ["ModelNotFoundError", "Runtime", "StoredModelRef", "load_runtime", "resolve_stored_model"]
+
+logger = logging.getLogger(__name__)
+
+_BUILD_HINT = {
+    "classifier": "fairgate build classifier --if-missing",
+    "guard": "fairgate build guard --if-missing",
+}
+
+
+class ModelNotFoundError(LookupError):
+    """A model tag the service needs is not in the local BentoML store."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredModelRef:
+    """A model resolved in the store: its full tag and directory."""
+
+    role: str
+    tag: str
+    path: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    """Everything a worker needs to answer requests."""
+
+    pipeline: Any  # service._pipeline.GuardedClassifier
+    policy_path: Path
+    policy_version: str
+    models: tuple[ModelInfo, ...]
+    load_seconds: float
+
+
+def resolve_stored_model(reference: Any, *, role: str, env_var: str) -> StoredModelRef:
+    """Find a ``bentoml.models.BentoModel`` reference in the *local* store.
+
+    ``BentoModel.resolve()`` would try BentoCloud when the tag is missing; offline that is
+    a slow, confusing failure, so look locally and name the command that builds it.
+    """
+    stored = reference.stored
+    if stored is None:
+        raise ModelNotFoundError(
+            f"{role} model {str(reference.tag)!r} is not in the BentoML store; build it with "
+            f"`{_BUILD_HINT.get(role, 'fairgate build ...')}` (or `make models`), "
+            f"or point {env_var} at a tag listed by `bentoml models list`"
+        )
+    return StoredModelRef(role=role, tag=str(stored.tag), path=Path(stored.path))
+
+
+def load_runtime(
+    *,
+    settings: ServiceSettings,
+    classifier: StoredModelRef,
+    guard: StoredModelRef,
+    registry: Any,
+) -> Runtime:
+    """Load the models, the policy and the guard; raise with a message naming the fix."""
+    from guardrails.guard import Guard
+    from guardrails.onnx_model import OnnxTextModel
+    from guardrails.policy import default_policy_path, load_policy
+    from guardrails.scorers import OnnxToxicityScorer
+    from guardrails.store import InMemoryWindowStore
+    from service._pipeline import GuardedClassifier
+
+    started = time.perf_counter()
+    policy_path = settings.policy if settings.policy is not None else default_policy_path()
+    policy = load_policy(policy_path)
+    threads = settings.threads_per_session()
+    variant = settings.onnx_variant
+    classifier_model = OnnxTextModel.from_directory(classifier.path, variant=variant, intra_op_threads=threads)
+    if classifier_model.task != "single_label_classification":
+        raise ValueError(
+            f"{classifier.tag} is a {classifier_model.task} model; FAIRGATE_CLASSIFIER_TAG must name "
+            "a single-label classifier such as fairgate-classifier"
+        )
+    guard_model = OnnxTextModel.from_directory(guard.path, variant=variant, intra_op_threads=threads)
+    scorer = OnnxToxicityScorer(model=guard_model)
+    the_guard = Guard(
+        policy=policy,
+        scorer=scorer,
+        registry=registry,
+        clock=time.monotonic,
+        store=InMemoryWindowStore(),
+    )
+    pipeline = GuardedClassifier(classifier=classifier_model, guard=the_guard, guard_model=guard_model)
+    the_guard.metrics.set_model_info(role="classifier", tag=classifier.tag, variant=variant)
+    the_guard.metrics.set_model_info(role="guard", tag=guard.tag, variant=variant)
+    models = (
+        ModelInfo(
+            role="classifier",
+            tag=classifier.tag,
+            variant=variant,
+            task=classifier_model.task,
+            labels=list(classifier_model.labels),
+        ),
+        ModelInfo(
+            role="guard", tag=guard.tag, variant=variant, task=guard_model.task, labels=list(guard_model.labels)
+        ),
+    )
+    elapsed = time.perf_counter() - started
+    logger.info(
+        "fairgate ready in %.2fs: classifier %s, guard %s (%s, %d threads/session), policy %s version %s, "
+        "shared tokenization %s",
+        elapsed,
+        classifier.tag,
+        guard.tag,
+        variant,
+        threads,
+        policy_path,
+        policy.version,
+        pipeline.share_encoding,
+    )
+    return Runtime(
+        pipeline=pipeline,
+        policy_path=Path(policy_path),
+        policy_version=policy.version,
+        models=models,
+        load_seconds=elapsed,
+    )

@@ -1,0 +1,194 @@
+"""Request and response models of the HTTP API: the edge of the service, validated by pydantic.
+
+One result type (:class:`ClassifyResult`) whatever the input shape: ``/classify`` returns
+one, ``/classify_batch`` a list of them in request order. A blocked item has
+``label: null`` and empty ``scores``; its ``reasons`` say which monitor blocked it, on
+what figure and against which threshold.
+
+Examples use OpenAPI 3.0's singular ``example`` key: BentoML 1.4 writes an OpenAPI 3.0
+document and rejects the JSON-Schema ``examples`` list.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from guardrails.decision import GuardStatus, Reason
+
+__all__ = [
+    "DEFAULT_MAX_ITEMS",
+    "DEFAULT_MAX_TEXT_CHARS",
+    "MAX_GROUP_CHARS",
+    "ClassifyRequest",
+    "ClassifyResult",
+    "GuardrailsStatusResponse",
+    "ModelInfo",
+    "Reason",
+    "WorkerInfo",
+    "classify_batch_request_type",
+    "classify_request_type",
+]
+
+DEFAULT_MAX_TEXT_CHARS = 10_000
+DEFAULT_MAX_ITEMS = 256
+MAX_GROUP_CHARS = 64
+# Printable, no control characters: group names end up in logs and (bounded) metric labels.
+_GROUP_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
+_REQUEST_EXAMPLE = {"text": "The staff were friendly and the food was great.", "group": "female"}
+_RESULT_EXAMPLE = {
+    "request_id": "6f1c2a9e0b7d4e55a3c1f2e4d5b6a7c8",
+    "label": "positive",
+    "scores": {"negative": 0.03, "positive": 0.97},
+    "action": "allow",
+    "reasons": [],
+    "toxicity": {
+        "toxicity": 0.01,
+        "severe_toxicity": 0.0,
+        "obscene": 0.0,
+        "threat": 0.0,
+        "insult": 0.0,
+        "identity_attack": 0.0,
+    },
+    "groups": ["female"],
+}
+
+
+class ClassifyRequest(BaseModel):
+    """One text to classify, with the caller's group for the per-group rate monitors."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _REQUEST_EXAMPLE})
+
+    text: str = Field(
+        min_length=1,
+        max_length=DEFAULT_MAX_TEXT_CHARS,
+        description="the text; at most FAIRGATE_MAX_TEXT_CHARS characters (default 10000)",
+    )
+    group: str | None = Field(
+        default=None,
+        max_length=MAX_GROUP_CHARS,
+        json_schema_extra={"nullable": True},
+        description="the caller's group (e.g. female); names outside the policy's list count as 'other'",
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is empty or only whitespace; send the text to classify")
+        return value
+
+    @field_validator("group")
+    @classmethod
+    def _printable_group(cls, value: str | None) -> str | None:
+        if value is not None and not _GROUP_PATTERN.match(value):
+            raise ValueError("group contains control characters; send a plain group name such as 'female'")
+        return value
+
+
+def classify_request_type(max_text_chars: int) -> type[ClassifyRequest]:
+    """:class:`ClassifyRequest` with the configured text limit (``FAIRGATE_MAX_TEXT_CHARS``).
+
+    The limit is part of the schema (and so of the OpenAPI document), so it has to be fixed
+    when the service class is built; the default returns the class itself.
+    """
+    if max_text_chars == DEFAULT_MAX_TEXT_CHARS:
+        return ClassifyRequest
+    return create_model(
+        "ClassifyRequest",
+        __base__=ClassifyRequest,
+        __module__=__name__,
+        text=(
+            str,
+            Field(
+                min_length=1,
+                max_length=max_text_chars,
+                description=f"the text; at most {max_text_chars} characters (FAIRGATE_MAX_TEXT_CHARS)",
+            ),
+        ),
+    )
+
+
+def classify_batch_request_type(item_type: type[ClassifyRequest], max_items: int) -> type[BaseModel]:
+    """The body of ``/classify_batch``: ``{"items": [...]}`` with 1..``max_items`` items."""
+    return create_model(
+        "ClassifyBatchRequest",
+        __module__=__name__,
+        __config__=ConfigDict(
+            extra="forbid",
+            json_schema_extra={
+                "example": {
+                    "items": [
+                        _REQUEST_EXAMPLE,
+                        {"text": "You are an idiot and I will hurt you.", "group": None},
+                    ]
+                }
+            },
+        ),
+        items=(
+            list[item_type],  # type: ignore[valid-type]
+            Field(
+                min_length=1,
+                max_length=max_items,
+                description=f"the items, at most {max_items} (FAIRGATE_MAX_ITEMS)",
+            ),
+        ),
+    )
+
+
+class ClassifyResult(BaseModel):
+    """The decision for one item."""
+
+    model_config = ConfigDict(json_schema_extra={"example": _RESULT_EXAMPLE})
+
+    request_id: str = Field(description="unique id of this item's decision")
+    label: str | None = Field(
+        description="the classifier's label; null when the item was blocked", json_schema_extra={"nullable": True}
+    )
+    scores: dict[str, float] = Field(description="probability per label; empty when blocked")
+    action: Literal["allow", "flag", "block"] = Field(description="the guard's decision")
+    reasons: list[Reason] = Field(description="why the item was flagged or blocked; empty when allowed")
+    toxicity: dict[str, float] = Field(description="toxicity score of the input per category")
+    groups: list[str] = Field(description="the groups the item was counted under")
+
+
+class WorkerInfo(BaseModel):
+    """Which worker process answered: window state is per worker (see docs/service.md)."""
+
+    pid: int
+    index: int | None = Field(description="BentoML worker index (1-based), null outside a server")
+    workers: int = Field(description="configured worker processes (FAIRGATE_WORKERS)")
+
+
+class ModelInfo(BaseModel):
+    role: Literal["classifier", "guard"]
+    tag: str
+    variant: Literal["int8", "fp32"]
+    task: str
+    labels: list[str]
+
+
+class GuardrailsStatusResponse(BaseModel):
+    """The live view of the guardrails in the worker that answered."""
+
+    ready: bool
+    error: str | None = Field(default=None, description="why the worker is not ready, if it is not")
+    worker: WorkerInfo
+    window_scope: Literal["worker"] = Field(
+        default="worker", description="rate windows are kept per worker process"
+    )
+    policy_path: str | None = None
+    policy_version: str | None = None
+    models: list[ModelInfo] = Field(default_factory=list)
+    shared_tokenization: bool | None = Field(
+        default=None, description="classifier and guard share one tokenizer call per batch"
+    )
+    guardrails: GuardStatus | None = Field(
+        default=None, description="per-monitor, per-group windows, rates, impact ratios and alerts"
+    )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

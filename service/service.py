@@ -1,0 +1,230 @@
+"""The guarded BentoML service: ``bentoml serve service.service:Fairgate``.
+
+Request path (../shared/DESIGN.md): HTTP and validation here, then per adaptive batch
+``guard.screen`` -> one classifier run -> ``guard.review`` in :mod:`service._pipeline`.
+
+- ``POST /classify``: one ``{"text", "group"}`` object in, one result out.
+- ``POST /classify_batch``: ``{"items": [...]}`` (at most ``FAIRGATE_MAX_ITEMS``), one
+  result per item in order.
+  Concurrent calls of both share model runs: by default through fairgate's micro-batcher
+  (:mod:`service._batcher`), with ``FAIRGATE_BATCHING=bentoml`` through BentoML's adaptive
+  dispatcher (both APIs are then ``batchable=True``; see :mod:`service._io`).
+- ``GET /guardrails/status``: windows, rates, impact ratios with their upper confidence
+  bound, alerts, policy version, model tags, and the worker (pid, index) that answered.
+- BentoML's ``/healthz``, ``/livez``, ``/readyz`` (ready once both models and the policy
+  are loaded, in a background thread), ``/metrics`` and ``/docs.json``.
+
+Serving imports neither torch nor transformers: ONNX Runtime, ``tokenizers`` and numpy.
+Settings come from ``FAIRGATE_*`` environment variables (:mod:`service.settings`); the
+ones that shape the BentoML class (workers, batch limits, text limit) are read when this
+module is imported, which is when BentoML builds the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import anyio.to_thread
+import bentoml
+from bentoml.exceptions import ServiceUnavailable
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+from service._batcher import MicroBatcher
+from service._io import single_item_input, single_result_output
+from service.schemas import (
+    ClassifyRequest,
+    ClassifyResult,
+    GuardrailsStatusResponse,
+    WorkerInfo,
+    classify_batch_request_type,
+    classify_request_type,
+)
+from service.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+# BentoML builds the service class at import; these settings shape it (see module doc).
+SETTINGS = ServiceSettings.from_env()
+ITEM_TYPE = classify_request_type(SETTINGS.max_text_chars)
+BATCH_TYPE = classify_batch_request_type(ITEM_TYPE, SETTINGS.max_items)
+INFERENCE_ROUTES = ("/classify", "/classify_batch")
+# BentoML's dispatcher only on request (see service._batcher for the measurements).
+BENTOML_BATCHING = SETTINGS.batching == "bentoml"
+
+status_app = FastAPI(
+    title="fairgate guardrails status",
+    description="Live view of the guardrails of the worker that answers.",
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
+)
+
+
+@bentoml.service(
+    workers=SETTINGS.workers,
+    traffic={"timeout": 60},
+    labels={"project": "fairgate"},
+    description="Text classification behind live toxicity and per-group rate guardrails.",
+)
+@bentoml.asgi_app(status_app, path="/guardrails")
+class Fairgate:
+    """A fine-tuned ONNX classifier behind toxicity and per-group output-rate monitors."""
+
+    # References, not loads: `bentoml build` packs both models into the bento.
+    classifier_model = bentoml.models.BentoModel(SETTINGS.classifier_tag)
+    guard_model = bentoml.models.BentoModel(SETTINGS.guard_tag)
+
+    def __init__(self) -> None:
+        # BentoML's server logging shows only WARNING for loggers outside "bentoml";
+        # let ours say at INFO what was loaded (never request text: see the pipeline).
+        for name in ("service", "guardrails"):
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.INFO)
+        self.settings = SETTINGS
+        self._runtime: Any = None
+        self._error: str | None = None
+        self._batcher: MicroBatcher[ClassifyRequest, ClassifyResult] | None = None
+        if not BENTOML_BATCHING:
+            self._batcher = MicroBatcher(
+                run=self._run_batch,
+                max_batch_size=SETTINGS.max_batch_size,
+                max_queue_items=SETTINGS.max_queue_items,
+            )
+        self._loader = threading.Thread(target=self._load, name="fairgate-load", daemon=True)
+        self._loader.start()
+
+    def _load(self) -> None:
+        """Load models and policy off the event loop, so /readyz answers 503 meanwhile."""
+        try:
+            import prometheus_client
+
+            from service._runtime import load_runtime, resolve_stored_model
+
+            cls = type(self)
+            classifier = resolve_stored_model(
+                cls.classifier_model, role="classifier", env_var="FAIRGATE_CLASSIFIER_TAG"
+            )
+            guard = resolve_stored_model(cls.guard_model, role="guard", env_var="FAIRGATE_GUARD_TAG")
+            # A private registry: in BentoML's multiprocess mode the values go to the shared
+            # files that /metrics reads, whatever registry they were registered in.
+            registry = prometheus_client.CollectorRegistry()
+            self._runtime = load_runtime(
+                settings=self.settings, classifier=classifier, guard=guard, registry=registry
+            )
+        except Exception as error:  # noqa: BLE001 - reported by /readyz and /guardrails/status
+            self._error = f"{type(error).__name__}: {error}"
+            logger.error("fairgate cannot serve: %s", self._error)
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+
+    def __is_ready__(self) -> bool:
+        """Ready only when both models and the policy are loaded."""
+        return self._runtime is not None
+
+    def not_ready_reason(self) -> str:
+        if self._error is not None:
+            return f"fairgate failed to load: {self._error}"
+        return "fairgate is loading its models and policy; retry shortly"
+
+    def _run_batch(self, items: list[ClassifyRequest]) -> list[ClassifyResult]:
+        """One batch through screen -> classifier -> review (in the batch thread)."""
+        runtime = self._runtime
+        if runtime is None:
+            raise ServiceUnavailable(self.not_ready_reason())
+        return runtime.pipeline.classify(items)
+
+    async def _decide(self, items: list[ClassifyRequest]) -> Any:
+        """Results for ``items``, or a 503 with the reason (queue full, model failure, not ready)."""
+        from service._batcher import QueueFull
+        from service._pipeline import ModelFailure
+
+        if self._batcher is None:  # FAIRGATE_BATCHING=bentoml: BentoML formed the batch
+            try:
+                return await anyio.to_thread.run_sync(self._run_batch, items)
+            except ModelFailure as error:
+                raise ServiceUnavailable(str(error)) from error
+        try:
+            results = await self._batcher.submit(items)
+        except (QueueFull, ModelFailure, ServiceUnavailable) as error:
+            return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": "1"})
+        return results
+
+    @bentoml.api(
+        route="/classify",
+        batchable=BENTOML_BATCHING,
+        max_batch_size=SETTINGS.max_batch_size,
+        max_latency_ms=SETTINGS.max_latency_ms,
+        input_spec=single_item_input(ITEM_TYPE),
+        output_spec=single_result_output(),
+    )
+    async def classify(self, items: list[ClassifyRequest]) -> list[ClassifyResult]:
+        """Classify one text behind the guardrails. Body: {"text": str, "group": str | null}.
+
+        A blocked item has label null and a reason naming the monitor, the category or
+        group, the figure and the threshold. Concurrent calls share model runs.
+        """
+        return await self._decide(items)  # type: ignore[no-any-return]
+
+    @bentoml.api(
+        route="/classify_batch",
+        batchable=BENTOML_BATCHING,
+        max_batch_size=SETTINGS.max_batch_size,
+        max_latency_ms=SETTINGS.max_latency_ms,
+        input_spec=BATCH_TYPE,
+    )
+    async def classify_batch(self, items: list[ClassifyRequest]) -> list[ClassifyResult]:
+        """Classify up to FAIRGATE_MAX_ITEMS items (default 256); one result per item, in order."""
+        return await self._decide(items)  # type: ignore[no-any-return]
+
+    @status_app.get("/status", response_model=GuardrailsStatusResponse)
+    def guardrails_status(self) -> GuardrailsStatusResponse:
+        """Windows, rates, impact ratios, alerts, policy and models of the worker that answered."""
+        worker = WorkerInfo(
+            pid=os.getpid(), index=bentoml.server_context.worker_index, workers=self.settings.workers
+        )
+        runtime = self._runtime
+        if runtime is None:
+            return GuardrailsStatusResponse(ready=False, error=self.not_ready_reason(), worker=worker)
+        return GuardrailsStatusResponse(
+            ready=True,
+            worker=worker,
+            policy_path=str(runtime.policy_path),
+            policy_version=runtime.policy_version,
+            models=list(runtime.models),
+            shared_tokenization=runtime.pipeline.share_encoding,
+            guardrails=runtime.pipeline.status(),
+        )
+
+
+class ReadinessGate:
+    """Answer inference routes with 503 and the reason until the worker is ready.
+
+    Without it a request during loading would reach the batch and come back as BentoML's
+    generic error; with it the client learns why and when to retry.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") in INFERENCE_ROUTES:
+            try:
+                instance = bentoml.get_current_service()
+            except Exception:  # noqa: BLE001 - not instantiated yet
+                instance = None
+            if instance is None or not instance.__is_ready__():
+                reason = instance.not_ready_reason() if instance is not None else "fairgate is starting"
+                response = JSONResponse({"error": reason}, status_code=503, headers={"Retry-After": "1"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+Fairgate.add_asgi_middleware(ReadinessGate)

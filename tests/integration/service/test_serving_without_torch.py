@@ -1,0 +1,69 @@
+"""Serving needs neither torch nor transformers: import the service and run a batch with both
+blocked in a fresh interpreter (ONNX Runtime, tokenizers and numpy only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.integration.service._harness import REPO, SplitPolicy, TinyStore
+
+BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class _Blocked(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "transformers", "optimum", "detoxify"):
+                raise ImportError(f"{name} is blocked: serving must not import it")
+            return None
+
+    sys.meta_path.insert(0, _Blocked())
+    """
+)
+
+SCRIPT = BLOCKER + textwrap.dedent(
+    """
+    import json, os
+    import prometheus_client
+    import service.service as svc
+    from service._runtime import load_runtime, resolve_stored_model
+    from service.schemas import ClassifyRequest
+
+    settings = svc.SETTINGS
+    runtime = load_runtime(
+        settings=settings,
+        classifier=resolve_stored_model(svc.Fairgate.inner.classifier_model, role="classifier", env_var="x"),
+        guard=resolve_stored_model(svc.Fairgate.inner.guard_model, role="guard", env_var="x"),
+        registry=prometheus_client.CollectorRegistry(),
+    )
+    results = runtime.pipeline.classify(
+        [ClassifyRequest(text=os.environ["TOXIC"]), ClassifyRequest(text=os.environ["BENIGN"], group="female")]
+    )
+    heavy = sorted(m for m in ("torch", "transformers", "optimum") if m in sys.modules)
+    print(json.dumps({"actions": [r.action for r in results], "heavy": heavy}))
+    """
+)
+
+
+def test_service_imports_and_serves_without_torch(tiny_store: TinyStore, test_policy: SplitPolicy) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "FAIRGATE_CLASSIFIER_TAG": tiny_store.classifier_tag,
+        "FAIRGATE_GUARD_TAG": tiny_store.guard_tag,
+        "FAIRGATE_POLICY": str(test_policy.path),
+        "FAIRGATE_ONNX_VARIANT": "fp32",
+        "TOXIC": test_policy.toxic_text,
+        "BENIGN": test_policy.benign_text,
+    }
+    done = subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"actions": ["block", "allow"], "heavy": []}
