@@ -1,0 +1,43 @@
+"""The exceptions of the model pipeline.
+
+Each names the bad value and the fix, so the CLI can print ``str(error)`` as is and
+tests can assert on the text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FairgateModelError",
+    "DataError",
+    "EncoderSourceError",
+    "ExportParityError",
+    "DeployGateError",
+    "StoreError",
+]
+
+
+class FairgateModelError(Exception):
+    """Base class: every error of ``models`` that the CLI reports without a traceback."""
+
+
+class DataError(FairgateModelError, ValueError):
+    """Labelled data that cannot be used: missing file or column, empty, unknown label."""
+
+
+class EncoderSourceError(FairgateModelError, ValueError):
+    """A base encoder source (``bundled``, hub id, directory) that cannot be loaded."""
+
+
+class ExportParityError(FairgateModelError):
+    """The exported ONNX model disagrees with the PyTorch model beyond tolerance.
+
+    Raised before anything is stored, so a broken export never reaches serving.
+    """
+
+
+class DeployGateError(FairgateModelError):
+    """The model fails a fairness gate (parity difference or impact ratio) of the build."""
+
+
+class StoreError(FairgateModelError, LookupError):
+    """A model tag that is missing from the BentoML store or is not a fairgate model."""

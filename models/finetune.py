@@ -1,0 +1,377 @@
+"""Fine-tuning a sequence classifier: freezing, layer-wise LR decay, warm-up, early stopping.
+
+Generic over the task: single-label (softmax, cross-entropy with optional class weights)
+and multi-label (sigmoid, BCE on float targets, optional ``pos_weight``), so the guard
+reuses the same loop. Deterministic on CPU for a fixed seed: the head is initialised,
+the batches shuffled and dropout drawn from seeded generators.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.datasets import LabelledData
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneResult",
+    "finetune",
+    "freeze_parameters",
+    "layerwise_parameter_groups",
+    "predict_logits",
+    "seed_everything",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class FinetuneConfig(BaseModel):
+    """Hyper-parameters of one fine-tuning run; recorded whole in the store metadata.
+
+    Defaults are tuned for the bundled MiniLM on a few thousand short texts on a 2-core
+    CPU: a few epochs, moderate LR with layer-wise decay, short sequences.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    layer_decay: float = Field(0.9, gt=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_length: int = Field(128, ge=8, le=512)
+    freeze_embeddings: bool = False
+    freeze_layers: int = Field(0, ge=0)
+    class_weights: Literal["none", "balanced"] = "balanced"
+    early_stopping_patience: int = Field(2, ge=0)
+    evaluations_per_epoch: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 0
+    eval_batch_size: int = Field(64, ge=1)
+    group_by_length: bool = True
+
+
+@dataclass(kw_only=True)
+class FinetuneResult:
+    """The fine-tuned model (best validation loss restored) and how training went."""
+
+    model: PreTrainedModel
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_validation_loss: float = math.inf
+    best_step: int = 0
+    steps: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    trainable_parameters: int = 0
+    frozen_parameters: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch, and ask torch for deterministic kernels."""
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _encoder_layers(model: PreTrainedModel) -> list[torch.nn.Module]:
+    base = model.base_model
+    for path in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
+        node = base
+        for part in path.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        if node is not None:
+            return list(node)
+    raise ValueError(f"cannot find the encoder layers of {type(model).__name__}")
+
+
+def freeze_parameters(model: PreTrainedModel, *, embeddings: bool, layers: int) -> tuple[int, int]:
+    """Freeze the embeddings and/or the first ``layers`` encoder layers.
+
+    Returns (trainable, frozen) parameter counts. Asking for more layers than the
+    encoder has freezes all of them (the head still trains).
+    """
+    encoder_layers = _encoder_layers(model)
+    if embeddings:
+        for parameter in model.base_model.embeddings.parameters():
+            parameter.requires_grad_(False)
+    for layer in encoder_layers[: max(0, layers)]:
+        for parameter in layer.parameters():
+            parameter.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return trainable, frozen
+
+
+def layerwise_parameter_groups(
+    model: PreTrainedModel, *, learning_rate: float, layer_decay: float, weight_decay: float
+) -> list[dict]:
+    """Optimizer groups with LR ``lr * decay**(depth from the top)``.
+
+    The head (and pooler) get ``lr``; encoder layer i of L gets ``lr * decay**(L - i)``;
+    embeddings ``lr * decay**(L + 1)``. Biases and LayerNorm weights get no weight decay.
+    Frozen parameters are left out.
+    """
+    layers = _encoder_layers(model)
+    n_layers = len(layers)
+    layer_of = {}
+    for i, layer in enumerate(layers):
+        for parameter in layer.parameters():
+            layer_of[id(parameter)] = i + 1
+    embedding_ids = {id(p) for p in model.base_model.embeddings.parameters()}
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if id(parameter) in embedding_ids:
+            depth = 0
+        else:
+            depth = layer_of.get(id(parameter), n_layers + 1)
+        no_decay = parameter.ndim == 1 or "LayerNorm" in name or "layer_norm" in name
+        key = (depth, no_decay)
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "lr": learning_rate * layer_decay ** (n_layers + 1 - depth),
+                "weight_decay": 0.0 if no_decay else weight_decay,
+                "depth": depth,
+            }
+        groups[key]["params"].append(parameter)
+    return [groups[key] for key in sorted(groups)]
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> list[dict]:
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    return [{k: encoded[k][i] for k in keys} for i in range(len(texts))]
+
+
+def _collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    batch = {}
+    for key in rows[0]:
+        fill = pad_id if key == "input_ids" else 0
+        batch[key] = torch.tensor(
+            [r[key] + [fill] * (width - len(r[key])) for r in rows], dtype=torch.long
+        )
+    return batch
+
+
+def predict_logits(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    max_length: int,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Logits ``float32 [n, n_labels]`` of the PyTorch model, in eval mode, length-sorted."""
+    import torch
+
+    if not texts:
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
+    rows = _encode(tokenizer, texts, max_length)
+    order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            idx = order[start : start + batch_size]
+            batch = _collate([rows[i] for i in idx], tokenizer.pad_token_id or 0)
+            out[idx] = model(**batch).logits.float().numpy()
+    model.train(was_training)
+    return out
+
+
+def _epoch_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group_by_length: bool
+) -> list[np.ndarray]:
+    """Index batches for one epoch, drawn from ``rng``.
+
+    With ``group_by_length``, rows are shuffled, cut into chunks of 50 batches, sorted by
+    length inside each chunk and batched, then the batches are shuffled: batches of
+    similar lengths need far less padding (CPU time) while the order stays random.
+    """
+    order = rng.permutation(len(lengths))
+    if not group_by_length:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(-lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _loss_function(config: FinetuneConfig, data: LabelledData):  # -> torch.nn.Module
+    import torch
+
+    if data.task == "multi_label_classification":
+        pos_weight = None
+        if config.class_weights == "balanced":
+            positives = data.targets.sum(axis=0)
+            negatives = len(data) - positives
+            pos_weight = torch.tensor(
+                np.clip(negatives / np.maximum(positives, 1.0), 1.0, 100.0), dtype=torch.float32
+            )
+        return torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    weight = None
+    if config.class_weights == "balanced":
+        counts = np.bincount(data.targets, minlength=len(data.labels)).astype(np.float64)
+        weights = len(data) / (len(data.labels) * np.maximum(counts, 1.0))
+        weight = torch.tensor(weights, dtype=torch.float32)
+    return torch.nn.CrossEntropyLoss(weight=weight)
+
+
+def _targets_tensor(data: LabelledData, idx: np.ndarray):  # -> torch.Tensor
+    import torch
+
+    if data.task == "multi_label_classification":
+        return torch.tensor(data.targets[idx], dtype=torch.float32)
+    return torch.tensor(data.targets[idx], dtype=torch.long)
+
+
+def _validation_loss(model, rows, data: LabelledData, loss_fn, pad_id: int, batch_size: int) -> float:
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(rows)))
+            batch = _collate([rows[i] for i in idx], pad_id)
+            logits = model(**batch).logits
+            total += float(loss_fn(logits, _targets_tensor(data, idx))) * len(idx)
+            count += len(idx)
+    model.train()
+    return total / max(count, 1)
+
+
+def finetune(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    train: LabelledData,
+    validation: LabelledData,
+    config: FinetuneConfig,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune ``model`` in place and return it with the best validation loss restored.
+
+    Early stopping: validation loss is measured ``evaluations_per_epoch`` times per epoch;
+    training stops after ``early_stopping_patience`` evaluations without improvement
+    (0 disables stopping, the best state is still restored).
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    if len(train) == 0:
+        raise ValueError("no training rows")
+    seed_everything(config.seed)
+    trainable, frozen = freeze_parameters(
+        model, embeddings=config.freeze_embeddings, layers=config.freeze_layers
+    )
+    groups = layerwise_parameter_groups(
+        model,
+        learning_rate=config.learning_rate,
+        layer_decay=config.layer_decay,
+        weight_decay=config.weight_decay,
+    )
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(total_steps * config.warmup_ratio), total_steps
+    )
+    loss_fn = _loss_function(config, train)
+    pad_id = tokenizer.pad_token_id or 0
+    train_rows = _encode(tokenizer, train.texts, config.max_length)
+    val_rows = _encode(tokenizer, validation.texts, config.max_length)
+    eval_points = {
+        min(steps_per_epoch, round(steps_per_epoch * (k + 1) / config.evaluations_per_epoch))
+        for k in range(config.evaluations_per_epoch)
+    }
+    generator = np.random.default_rng(config.seed)
+    result = FinetuneResult(model=model, trainable_parameters=trainable, frozen_parameters=frozen)
+    best_state = None
+    bad_evaluations = 0
+    started = time.perf_counter()
+    step = 0
+    running = 0.0
+    model.train()
+    bar = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=not progress, leave=True)
+    try:
+        lengths = np.asarray([len(r["input_ids"]) for r in train_rows])
+        for epoch in range(config.epochs):
+            batches = _epoch_batches(lengths, config.batch_size, generator, config.group_by_length)
+            for batch_number, idx in enumerate(batches):
+                batch = _collate([train_rows[i] for i in idx], pad_id)
+                logits = model(**batch).logits
+                loss = loss_fn(logits, _targets_tensor(train, idx))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in model.parameters() if p.requires_grad], config.max_grad_norm
+                )
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                loss_value = loss.item()
+                running = 0.9 * running + 0.1 * loss_value if step > 1 else loss_value
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}")
+                if batch_number + 1 not in eval_points or len(validation) == 0:
+                    continue
+                val_loss = _validation_loss(
+                    model, val_rows, validation, loss_fn, pad_id, config.eval_batch_size
+                )
+                result.history.append(
+                    {"epoch": epoch + 1, "step": step, "train_loss": running, "validation_loss": val_loss}
+                )
+                bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}", val_loss=f"{val_loss:.4f}")
+                logger.info("step %d epoch %d: validation loss %.4f", step, epoch + 1, val_loss)
+                if val_loss < result.best_validation_loss - 1e-6:
+                    result.best_validation_loss = val_loss
+                    result.best_step = step
+                    best_state = copy.deepcopy(model.state_dict())
+                    bad_evaluations = 0
+                else:
+                    bad_evaluations += 1
+                    if config.early_stopping_patience and bad_evaluations >= config.early_stopping_patience:
+                        result.stopped_early = True
+                        break
+            if result.stopped_early:
+                logger.info("early stopping at step %d (best step %d)", step, result.best_step)
+                break
+    finally:
+        bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.steps = step
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,162 @@
+"""Fast factories of tiny models for tests: seconds, no network, real code paths.
+
+``make_tiny_encoder_dir`` writes a random tiny BERT usable as ``--base DIR``;
+``make_tiny_model_dir`` runs it through the real export (optimum, optimisation, int8)
+into a model directory per docs/CONTRACTS.md section 1; ``save_tiny_model_to_store``
+puts one in the BentoML store with the real store code. Outputs are random-weight
+models: they predict nonsense, deterministically for a seed.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "TINY_WORDS",
+    "make_tiny_encoder_dir",
+    "make_tiny_model_dir",
+    "save_tiny_model_to_store",
+]
+
+# Enough words for readable test sentences; anything else splits into characters.
+TINY_WORDS = (
+    "the a an and or but not no is are was were be this that it i you he she they we "
+    "my your his her their our good bad great terrible awful excellent love hate like "
+    "product service movie film food place staff price quality fast slow broken works "
+    "very really quite so too happy sad angry kind rude nice poor best worst ever never "
+    "always people person woman man women men muslim christian jewish black white asian "
+    "gay straight old young disabled idiot stupid kill you're are am of to in on for with "
+    "would recommend again buy bought return returned delivery arrived late on time"
+).split()
+
+
+def _vocab() -> list[str]:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    words = list(TINY_WORDS)
+    tokens = specials + chars + ["##" + c for c in string.ascii_lowercase + string.digits] + words
+    return list(dict.fromkeys(tokens))  # no duplicates: WordPiece ids must be contiguous
+
+
+def make_tiny_encoder_dir(
+    path: Path | str,
+    *,
+    hidden_size: int = 32,
+    layers: int = 2,
+    heads: int = 2,
+    seed: int = 0,
+) -> Path:
+    """A random tiny BERT encoder + WordPiece fast tokenizer, saved with save_pretrained."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab_file = path / "vocab.txt"
+    vocab_file.write_text("\n".join(_vocab()) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(_vocab()),
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=128,
+        type_vocab_size=2,
+    )
+    torch.manual_seed(seed)
+    model = BertModel(config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def make_tiny_model_dir(
+    path: Path | str,
+    *,
+    task: str = "single_label_classification",
+    labels: Sequence[str] = ("negative", "positive"),
+    seed: int = 0,
+    max_length: int = 64,
+) -> Path:
+    """A complete fairgate model directory built by the real export code, from random weights.
+
+    Writes ``model.onnx``, ``model.int8.onnx``, tokenizer files, ``fairgate.json`` and
+    ``MODEL_CARD.md`` into ``path`` and checks parity against the PyTorch model.
+    """
+    import torch
+
+    from models.card import render_model_card
+    from models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
+    from models.export import check_parity, export_model_directory
+
+    path = Path(path)
+    encoder_dir = make_tiny_encoder_dir(path.parent / f".{path.name}-encoder", seed=seed)
+    encoder = resolve_encoder(str(encoder_dir))
+    tokenizer = load_tokenizer(encoder)
+    torch.manual_seed(seed)
+    model = load_sequence_classifier(encoder, labels=list(labels), task=task)
+    model.eval()
+    export = export_model_directory(
+        model, tokenizer, path, task=task, labels=list(labels), max_length=max_length
+    )
+    texts = [
+        "the product is good",
+        "terrible service never again",
+        "i love this movie",
+        "the food was awful and the staff rude",
+        "great quality fast delivery",
+        "it works",
+    ]
+    parity = check_parity(
+        torch_model=model,
+        tokenizer=tokenizer,
+        model_dir=path,
+        texts=texts,
+        task=task,
+        max_length=max_length,
+        int8_min_agreement=0.0,  # random weights: int8 may flip near-ties; fp32 is checked
+    )
+    (path / "MODEL_CARD.md").write_text(
+        render_model_card(
+            name=path.name,
+            task=task,
+            labels=list(labels),
+            base=encoder.describe(),
+            data={"source": "none (random weights, test model)"},
+            training={},
+            metrics={},
+            parity=parity.as_dict(),
+            export=export,
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def save_tiny_model_to_store(
+    name: str,
+    *,
+    task: str = "single_label_classification",
+    labels: Sequence[str] = ("negative", "positive"),
+    seed: int = 0,
+) -> str:
+    """Build a tiny model directory and save it to the BentoML store; returns the tag."""
+    import tempfile
+
+    from models.store import save_model_directory
+
+    with tempfile.TemporaryDirectory(prefix="fairgate-tiny-") as scratch:
+        directory = make_tiny_model_dir(Path(scratch) / "model", task=task, labels=labels, seed=seed)
+        return save_model_directory(
+            name,
+            directory,
+            metadata={
+                "role": "test",
+                "task": task,
+                "labels": list(labels),
+                "base": "tiny random BERT (tests.helpers.tiny_models)",
+            },
+        )
