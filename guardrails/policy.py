@@ -210,6 +210,18 @@ class RatesPolicy(_Strict):
         return self
 
 
+class AuditPolicy(_Strict):
+    """What a host's audit trail of flagged and blocked decisions keeps.
+
+    The library itself writes no audit records; the service reads this. Raw text is off
+    by default because an audit store outlives the request and often leaves the team.
+    """
+
+    store_text: bool = Field(
+        default=False, description="also store the raw text of flagged and blocked items"
+    )
+
+
 class Policy(_Strict):
     """The whole policy. Build it with :meth:`from_yaml` or :meth:`from_mapping`."""
 
@@ -218,6 +230,7 @@ class Policy(_Strict):
     groups: GroupsPolicy = Field(default_factory=GroupsPolicy)
     toxicity: ToxicityPolicy = Field(default_factory=ToxicityPolicy)
     rates: RatesPolicy = Field(default_factory=RatesPolicy)
+    audit: AuditPolicy = Field(default_factory=AuditPolicy)
 
     @field_validator("version", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ service calls :func:`load_runtime` in a background thread and is ready when it r
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class Runtime:
     policy_version: str
     models: tuple[ModelInfo, ...]
     load_seconds: float
+    audit: Any = None  # service.audit.AuditTrail, or None when FAIRGATE_AUDIT_DB=off
 
 
 def resolve_stored_model(reference: Any, *, role: str, env_var: str) -> StoredModelRef:
@@ -71,6 +73,8 @@ def load_runtime(
     classifier: StoredModelRef,
     guard: StoredModelRef,
     registry: Any,
+    limits: Any = None,
+    audit: Any = None,
 ) -> Runtime:
     """Load the models, the policy and the guard; raise with a message naming the fix."""
     from guardrails.guard import Guard
@@ -78,7 +82,10 @@ def load_runtime(
     from guardrails.policy import default_policy_path, load_policy
     from guardrails.scorers import OnnxToxicityScorer
     from guardrails.store import InMemoryWindowStore
+    from service._faults import apply_faults, parse_faults
     from service._pipeline import GuardedClassifier
+    from service.audit import AuditSettings, AuditTrail, open_audit_store
+    from service.limits import LimitSettings, ScorerDeadline
 
     started = time.perf_counter()
     policy_path = settings.policy if settings.policy is not None else default_policy_path()
@@ -92,7 +99,13 @@ def load_runtime(
             "a single-label classifier such as fairgate-classifier"
         )
     guard_model = OnnxTextModel.from_directory(guard.path, variant=variant, intra_op_threads=threads)
-    scorer = OnnxToxicityScorer(model=guard_model)
+    scorer: Any = OnnxToxicityScorer(model=guard_model)
+    limits = limits if limits is not None else LimitSettings()
+    faults = parse_faults(os.environ.get("FAIRGATE_FAULTS"))
+    if faults:  # tests only: never set in production
+        scorer, classifier_model = apply_faults(faults, scorer=scorer, classifier=classifier_model)
+    # A hung scorer becomes a monitor error that toxicity.on_error decides.
+    scorer = ScorerDeadline(scorer=scorer, timeout_s=limits.scorer_timeout_s)
     the_guard = Guard(
         policy=policy,
         scorer=scorer,
@@ -115,6 +128,18 @@ def load_runtime(
             role="guard", tag=guard.tag, variant=variant, task=guard_model.task, labels=list(guard_model.labels)
         ),
     )
+    audit = audit if audit is not None else AuditSettings()
+    trail = None
+    if audit.enabled:
+        trail = AuditTrail(
+            store=open_audit_store(audit.location(), synchronous=audit.synchronous),
+            policy_version=policy.version,
+            models={"classifier": classifier.tag, "guard": guard.tag},
+            store_text=audit.store_text or policy.audit.store_text,
+        )
+        logger.info("audit trail: %s (raw text %s)", trail.store, "stored" if trail.store_text else "not stored")
+    else:
+        logger.warning("audit trail disabled (FAIRGATE_AUDIT_DB=off): flag/block decisions are not recorded")
     elapsed = time.perf_counter() - started
     logger.info(
         "fairgate ready in %.2fs: classifier %s, guard %s (%s, %d threads/session), policy %s version %s, "
@@ -134,4 +159,5 @@ def load_runtime(
         policy_version=policy.version,
         models=models,
         load_seconds=elapsed,
+        audit=trail,
     )

@@ -11,12 +11,17 @@ document and rejects the JSON-Schema ``examples`` list.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from guardrails.decision import GuardStatus, Reason
+from service.limits import (
+    DEFAULT_MAX_TEXT_CHARS,
+    MAX_GROUP_CHARS,
+    GroupName,
+    bounded_text,
+)
 
 __all__ = [
     "DEFAULT_MAX_ITEMS",
@@ -32,11 +37,8 @@ __all__ = [
     "classify_request_type",
 ]
 
-DEFAULT_MAX_TEXT_CHARS = 10_000
 DEFAULT_MAX_ITEMS = 256
-MAX_GROUP_CHARS = 64
-# Printable, no control characters: group names end up in logs and (bounded) metric labels.
-_GROUP_PATTERN = re.compile(r"^[^\x00-\x1f\x7f]+$")
+# Text and group limits are the reusable types of service.limits (docs/reliability.md).
 
 _REQUEST_EXAMPLE = {"text": "The staff were friendly and the food was great.", "group": "female"}
 _RESULT_EXAMPLE = {
@@ -62,31 +64,15 @@ class ClassifyRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _REQUEST_EXAMPLE})
 
-    text: str = Field(
-        min_length=1,
-        max_length=DEFAULT_MAX_TEXT_CHARS,
-        description="the text; at most FAIRGATE_MAX_TEXT_CHARS characters (default 10000)",
-    )
-    group: str | None = Field(
+    text: bounded_text(DEFAULT_MAX_TEXT_CHARS)  # type: ignore[valid-type]
+    group: GroupName | None = Field(
         default=None,
-        max_length=MAX_GROUP_CHARS,
         json_schema_extra={"nullable": True},
-        description="the caller's group (e.g. female); names outside the policy's list count as 'other'",
+        description=(
+            f"the caller's group (e.g. female), at most {MAX_GROUP_CHARS} characters, no control "
+            "characters; names outside the policy's list count as 'other'"
+        ),
     )
-
-    @field_validator("text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text is empty or only whitespace; send the text to classify")
-        return value
-
-    @field_validator("group")
-    @classmethod
-    def _printable_group(cls, value: str | None) -> str | None:
-        if value is not None and not _GROUP_PATTERN.match(value):
-            raise ValueError("group contains control characters; send a plain group name such as 'female'")
-        return value
 
 
 def classify_request_type(max_text_chars: int) -> type[ClassifyRequest]:
@@ -101,14 +87,7 @@ def classify_request_type(max_text_chars: int) -> type[ClassifyRequest]:
         "ClassifyRequest",
         __base__=ClassifyRequest,
         __module__=__name__,
-        text=(
-            str,
-            Field(
-                min_length=1,
-                max_length=max_text_chars,
-                description=f"the text; at most {max_text_chars} characters (FAIRGATE_MAX_TEXT_CHARS)",
-            ),
-        ),
+        text=(bounded_text(max_text_chars), ...),
     )
 
 

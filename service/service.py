@@ -14,6 +14,12 @@ Request path (../shared/DESIGN.md): HTTP and validation here, then per adaptive 
 - BentoML's ``/healthz``, ``/livez``, ``/readyz`` (ready once both models and the policy
   are loaded, in a background thread), ``/metrics`` and ``/docs.json``.
 
+Reliability and access (docs/reliability.md), as ASGI middleware in front of the routes:
+optional API keys (:mod:`service.auth`), body checks, load shedding past
+``FAIRGATE_MAX_CONCURRENCY`` and a request deadline, all answering 4xx or 503 with
+``Retry-After`` (:mod:`service.limits`); every flag/block decision is appended to the audit
+trail (:mod:`service.audit`) inside its batch, before the answer leaves.
+
 Serving imports neither torch nor transformers: ONNX Runtime, ``tokenizers`` and numpy.
 Settings come from ``FAIRGATE_*`` environment variables (:mod:`service.settings`); the
 ones that shape the BentoML class (workers, batch limits, text limit) are read when this
@@ -35,6 +41,14 @@ from starlette.responses import JSONResponse
 
 from service._batcher import MicroBatcher
 from service._io import single_item_input, single_result_output
+from service.audit import AuditSettings
+from service.auth import DOC_PATHS, OPS_PATHS, ApiKeyAuth, AuthSettings
+from service.limits import (
+    LimitSettings,
+    OpenAPIErrors,
+    RequestLimits,
+    install_log_redaction,
+)
 from service.schemas import (
     ClassifyRequest,
     ClassifyResult,
@@ -49,6 +63,11 @@ logger = logging.getLogger(__name__)
 
 # BentoML builds the service class at import; these settings shape it (see module doc).
 SETTINGS = ServiceSettings.from_env()
+# Reliability and access (docs/reliability.md): limits, API keys and the audit trail.
+LIMITS = LimitSettings()
+AUDIT = AuditSettings()
+AUTH = AuthSettings()
+API_KEYS, OPS_KEYS = AUTH.key_rings()  # read once at start: a bad key file fails `bentoml serve`
 ITEM_TYPE = classify_request_type(SETTINGS.max_text_chars)
 BATCH_TYPE = classify_batch_request_type(ITEM_TYPE, SETTINGS.max_items)
 INFERENCE_ROUTES = ("/classify", "/classify_batch")
@@ -66,7 +85,8 @@ status_app = FastAPI(
 
 @bentoml.service(
     workers=SETTINGS.workers,
-    traffic={"timeout": 60},
+    # BentoML's own timeout (504) is only a backstop: RequestLimits answers 503 first.
+    traffic={"timeout": max(60, int(LIMITS.request_timeout_s) + 10)},
     labels={"project": "fairgate"},
     description="Text classification behind live toxicity and per-group rate guardrails.",
 )
@@ -84,6 +104,7 @@ class Fairgate:
         for name in ("service", "guardrails"):
             if logging.getLogger(name).level == logging.NOTSET:
                 logging.getLogger(name).setLevel(logging.INFO)
+        install_log_redaction()  # BentoML would log rejected bodies' text in tracebacks
         self.settings = SETTINGS
         self._runtime: Any = None
         self._error: str | None = None
@@ -113,7 +134,12 @@ class Fairgate:
             # files that /metrics reads, whatever registry they were registered in.
             registry = prometheus_client.CollectorRegistry()
             self._runtime = load_runtime(
-                settings=self.settings, classifier=classifier, guard=guard, registry=registry
+                settings=self.settings,
+                classifier=classifier,
+                guard=guard,
+                registry=registry,
+                limits=LIMITS,
+                audit=AUDIT,
             )
         except Exception as error:  # noqa: BLE001 - reported by /readyz and /guardrails/status
             self._error = f"{type(error).__name__}: {error}"
@@ -138,7 +164,18 @@ class Fairgate:
         runtime = self._runtime
         if runtime is None:
             raise ServiceUnavailable(self.not_ready_reason())
-        return runtime.pipeline.classify(items)
+        results = runtime.pipeline.classify(items)
+        if runtime.audit is not None:
+            # Durable before any answer leaves: this runs in the batch, before the results
+            # go back to the callers. A decision that cannot be recorded is not answered.
+            from service.audit import AuditError
+
+            try:
+                runtime.audit.record(items, results)
+            except AuditError as error:
+                logger.error("%s; answering 503 instead of unrecorded decisions", error)
+                raise ServiceUnavailable("the audit trail could not be written; retry later") from error
+        return results
 
     async def _decide(self, items: list[ClassifyRequest]) -> Any:
         """Results for ``items``, or a 503 with the reason (queue full, model failure, not ready)."""
@@ -227,4 +264,31 @@ class ReadinessGate:
         await self.app(scope, receive, send)
 
 
+def _secured_paths(paths: Any) -> list[str]:
+    """The documented paths that need a key (for the OpenAPI document's 401s)."""
+    secured = []
+    for path in paths:
+        if path in OPS_PATHS:
+            if len(OPS_KEYS):
+                secured.append(path)
+        elif len(API_KEYS) and (AUTH.api_keys_protect_docs or path not in DOC_PATHS):
+            secured.append(path)
+    return secured
+
+
+# Outermost first: keys before any work, then the documented errors, then the limits
+# (body checks, load shedding, deadline), then readiness.
+Fairgate.add_asgi_middleware(
+    ApiKeyAuth, api_keys=API_KEYS, ops_keys=OPS_KEYS, protect_docs=AUTH.api_keys_protect_docs
+)
+Fairgate.add_asgi_middleware(OpenAPIErrors, inference_paths=INFERENCE_ROUTES, secured_paths=_secured_paths)
+Fairgate.add_asgi_middleware(
+    RequestLimits,
+    paths=INFERENCE_ROUTES,
+    max_body_bytes=LIMITS.body_limit(max_items=SETTINGS.max_items, max_text_chars=SETTINGS.max_text_chars),
+    max_concurrency=LIMITS.max_concurrency,
+    timeout_s=LIMITS.request_timeout_s,
+    retry_after_s=LIMITS.retry_after_s,
+    max_json_depth=LIMITS.max_json_depth,
+)
 Fairgate.add_asgi_middleware(ReadinessGate)

@@ -1,0 +1,185 @@
+"""Optional API keys for the service, checked by an ASGI middleware before any other work.
+
+Keys come from ``FAIRGATE_API_KEYS`` (comma- or newline-separated) and/or the file named
+by ``FAIRGATE_API_KEYS_FILE`` (one key per line, ``#`` comments). With no key configured
+the service is open, as before. With keys, every path needs one (deny by default) except:
+
+- the operational endpoints ``/metrics``, ``/healthz``, ``/livez``, ``/readyz``: open, or
+  guarded by their own keys (``FAIRGATE_OPS_API_KEYS`` / ``FAIRGATE_OPS_API_KEYS_FILE``)
+  so a Prometheus scraper never holds a key that can classify;
+- the API description (``/docs.json``, ``/docs``, ``/``, static files): open unless
+  ``FAIRGATE_API_KEYS_PROTECT_DOCS=true``.
+
+A client sends ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Keys are compared
+as SHA-256 digests with :func:`hmac.compare_digest`, against every configured key without
+stopping at the first match, so the time taken says nothing about how much of a key was
+right. Keys are held as ``SecretStr`` and never logged or echoed in a response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DOC_PATHS", "OPS_PATHS", "ApiKeyAuth", "AuthError", "AuthSettings", "KeyRing"]
+
+logger = logging.getLogger(__name__)
+
+OPS_PATHS = frozenset({"/metrics", "/healthz", "/livez", "/readyz"})
+DOC_PATHS = frozenset({"/", "/docs", "/docs.json"})
+DOC_PREFIXES = ("/static_content/",)
+
+
+class AuthError(ValueError):
+    """The key configuration is unusable; the message names the variable or file and the fix."""
+
+
+class KeyRing:
+    """A set of keys, kept only as SHA-256 digests, checked in constant time."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._digests = tuple(hashlib.sha256(key.encode("utf-8")).digest() for key in keys)
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def __repr__(self) -> str:  # never the keys
+        return f"KeyRing({len(self._digests)} keys)"
+
+    def accepts(self, presented: str | None) -> bool:
+        if presented is None or not self._digests:
+            return False
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+        match = False
+        for known in self._digests:  # no early exit: same work whichever key matches
+            match |= hmac.compare_digest(digest, known)
+        return match
+
+
+def _split_keys(raw: str) -> list[str]:
+    keys = []
+    for line in raw.replace(",", "\n").splitlines():
+        key = line.strip()
+        if key and not key.startswith("#"):
+            keys.append(key)
+    return keys
+
+
+def _read_key_file(path: Path, variable: str) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise AuthError(
+            f"{variable}={str(path)!r}: cannot read the key file ({error.strerror}); "
+            "point it at a readable file with one key per line, or unset it"
+        ) from None
+    keys = _split_keys(text)
+    if not keys:
+        raise AuthError(f"{variable}={str(path)!r}: the file holds no key; add one key per line, or unset it")
+    return keys
+
+
+class AuthSettings(BaseSettings):
+    """Where the keys come from (``FAIRGATE_*`` environment variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="FAIRGATE_", extra="ignore", frozen=True)
+
+    api_keys: SecretStr | None = Field(default=None, description="API keys, comma-separated")
+    api_keys_file: Path | None = Field(default=None, description="file with one API key per line")
+    ops_api_keys: SecretStr | None = Field(default=None, description="keys for /metrics, /healthz, /livez, /readyz")
+    ops_api_keys_file: Path | None = Field(default=None, description="file with one ops key per line")
+    api_keys_protect_docs: bool = Field(default=False, description="require an API key for /docs.json and /docs")
+    min_key_chars: int = Field(default=16, ge=1, description="shortest accepted key")
+
+    def key_rings(self) -> tuple[KeyRing, KeyRing]:
+        """(API keys, ops keys); empty rings mean open."""
+        return (
+            self._ring(self.api_keys, self.api_keys_file, "FAIRGATE_API_KEYS"),
+            self._ring(self.ops_api_keys, self.ops_api_keys_file, "FAIRGATE_OPS_API_KEYS"),
+        )
+
+    def _ring(self, inline: SecretStr | None, file: Path | None, variable: str) -> KeyRing:
+        keys = _split_keys(inline.get_secret_value()) if inline is not None else []
+        if file is not None:
+            keys += _read_key_file(file, variable + "_FILE")
+        short = sum(len(k) < self.min_key_chars for k in keys)
+        if short:
+            raise AuthError(
+                f"{variable}: {short} key(s) shorter than {self.min_key_chars} characters; "
+                "use long random keys (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return KeyRing(keys)
+
+
+def _presented_key(headers: dict[bytes, bytes]) -> str | None:
+    value = headers.get(b"x-api-key")
+    if value is not None:
+        return value.decode("latin-1").strip()
+    authorization = headers.get(b"authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
+
+
+class ApiKeyAuth:
+    """ASGI middleware: 401 unless the request carries a key of the ring its path needs."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        api_keys: KeyRing,
+        ops_keys: KeyRing | None = None,
+        protect_docs: bool = False,
+    ) -> None:
+        self.app = app
+        self.api_keys = api_keys
+        self.ops_keys = ops_keys if ops_keys is not None else KeyRing(())
+        self.protect_docs = protect_docs
+
+    def ring_for(self, path: str) -> KeyRing | None:
+        """The keys ``path`` needs, or None when it is open."""
+        if path in OPS_PATHS:
+            return self.ops_keys if len(self.ops_keys) else None
+        if not self.protect_docs and (path in DOC_PATHS or path.startswith(DOC_PREFIXES)):
+            return None
+        return self.api_keys if len(self.api_keys) else None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        ring = self.ring_for(scope.get("path", ""))
+        if ring is None or ring.accepts(_presented_key(dict(scope.get("headers") or []))):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        which = "FAIRGATE_OPS_API_KEYS" if ring is self.ops_keys else "FAIRGATE_API_KEYS"
+        body = json.dumps(
+            {"error": f"missing or invalid API key; send Authorization: Bearer <key> or X-API-Key ({which})"}
+        ).encode()
+        logger.info("rejected a request to %s: missing or invalid API key", scope.get("path"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="fairgate"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
