@@ -1,0 +1,519 @@
+"""``python -m loadtests.bench`` (``make bench``): floor, fairgate and the usual stack, one run.
+
+Every phase sees the same texts (SST-2 dev sentences when ``../shared/data`` is present,
+else the bundled reviews), is bounded by time and by request count, and everything the
+benchmark starts is stopped before it returns, also on error or Ctrl-C. The result is
+one printed table and ``bench.json`` at the repository root.
+
+1. floor: the classifier's and the guard's ONNX Runtime sessions, in this process, on
+   batches (no HTTP, no guardrails); the best texts/s over a few batch sizes.
+2. fairgate: ``bentoml serve service.service:Fairgate`` on a free port with guardrails on;
+   saturation requests/s in a closed loop, then p50/p95/p99 in an open loop at half
+   that rate (latency from the scheduled send time, so queueing counts).
+3. usual stack: ``loadtests.usual_stack.service:UsualStack`` (transformers pipeline +
+   Detoxify ``original``, PyTorch); saturation requests/s in the same closed loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from loadtests._drivers import PhaseResult, arrival_offsets, run_closed_loop, run_open_loop
+from loadtests._http import HttpSender, encode_bodies, post_json
+from loadtests._report import SCHEMA, check_report, format_table, headline
+from loadtests._texts import REPO_ROOT, TextCorpus, load_corpus, make_items
+
+logger = logging.getLogger("loadtests.bench")
+
+FAIRGATE_TARGET = "service.service:Fairgate"
+USUAL_TARGET = "loadtests.usual_stack.service:UsualStack"
+
+
+class BenchError(RuntimeError):
+    """A phase could not run (missing model, server failed to start, smoke check failed)."""
+
+
+class Deadline:
+    """The whole run's time budget; phases ask it how long they may still take."""
+
+    def __init__(self, budget_s: float, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._end = clock() + budget_s
+
+    def left(self) -> float:
+        return self._end - self._clock()
+
+    def bounded(self, wanted_s: float, reserve_s: float = 0.0) -> float:
+        """``wanted_s`` or what is left after ``reserve_s``, whichever is smaller (>= 0)."""
+        return max(0.0, min(wanted_s, self.left() - reserve_s))
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--classifier-tag", default=os.environ.get("FAIRGATE_CLASSIFIER_TAG", "fairgate-classifier")
+    )
+    parser.add_argument("--guard-tag", default=os.environ.get("FAIRGATE_GUARD_TAG", "fairgate-toxicity"))
+    parser.add_argument(
+        "--policy", default=os.environ.get("FAIRGATE_POLICY"), help="policy YAML for the service"
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of each measured load phase")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before each measurement")
+    parser.add_argument("--concurrency", type=int, default=64, help="closed-loop users at saturation")
+    parser.add_argument(
+        "--half-load", type=float, default=0.5, help="open-loop rate as a fraction of saturation"
+    )
+    parser.add_argument("--arrival", choices=("uniform", "poisson"), default="uniform")
+    parser.add_argument(
+        "--open-rate",
+        type=float,
+        default=None,
+        help="open-loop rate in req/s instead of --half-load x saturation",
+    )
+    parser.add_argument(
+        "--floor-batches",
+        default="8,32,32/8",
+        help="floor variants: batch sizes, SIZE/BUCKET for length-sorted sub-batches; the best counts",
+    )
+    parser.add_argument(
+        "--floor-threads",
+        default="1,0",
+        help="ONNX Runtime intra-op threads to try for the floor, comma-separated (0: ONNX Runtime's default)",
+    )
+    parser.add_argument("--floor-duration", type=float, default=5.0, help="seconds per floor variant")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="cap on requests per phase")
+    parser.add_argument(
+        "--min-completions",
+        type=int,
+        default=192,
+        help="saturation goes on past --duration until this many answers were measured",
+    )
+    parser.add_argument(
+        "--max-phase", type=float, default=120.0, help="hard cap on one saturation phase, seconds"
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="per-request timeout, seconds")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=5.0,
+        help="seconds a closed loop waits for in-flight answers after its window, then cancels them",
+    )
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the fairgate server (e.g. FAIRGATE_MAX_BATCH_SIZE=16); repeatable",
+    )
+    parser.add_argument(
+        "--fairgate-target",
+        default=FAIRGATE_TARGET,
+        help="MODULE:CLASS to serve as fairgate (to measure a variant of the service)",
+    )
+    parser.add_argument("--budget", type=float, default=540.0, help="whole-run time budget, seconds")
+    parser.add_argument(
+        "--start-timeout", type=float, default=180.0, help="seconds for a server to become ready"
+    )
+    parser.add_argument("--skip", action="append", default=[], choices=("floor", "fairgate", "usual"))
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench.json")
+    parser.add_argument("--log-dir", type=Path, default=None, help="server logs (default: a temp dir)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    return args
+
+
+def resolve_model(tag: str) -> tuple[str, Path]:
+    """The exact store tag and directory of a model, so the floor and the service use the same one."""
+    import bentoml
+
+    try:
+        model = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound as error:
+        raise BenchError(
+            f"model {tag!r} is not in the BentoML store ({os.environ.get('BENTOML_HOME', '~/bentoml')}); "
+            "run `make models` (fairgate build classifier/guard --if-missing) first"
+        ) from error
+    return str(model.tag), Path(model.path)
+
+
+# ---------------------------------------------------------------- phases
+
+
+def _floor_variants(spec: str) -> list[tuple[int, int | None]]:
+    """``"8,32,32/8"`` -> batch 8, batch 32, batch 32 in length-sorted sub-batches of 8."""
+    variants: list[tuple[int, int | None]] = []
+    for token in (t.strip() for t in spec.split(",") if t.strip()):
+        size, _, bucket = token.partition("/")
+        variants.append((int(size), int(bucket) if bucket else None))
+    return variants
+
+
+def _thread_counts(spec: str) -> list[int | None]:
+    """``"1,0"`` -> [1, None]: 0 means ONNX Runtime's own default."""
+    return [int(t) or None for t in (x.strip() for x in str(spec).split(",")) if t]
+
+
+def phase_floor(
+    args: argparse.Namespace, corpus: TextCorpus, classifier_dir: Path, guard_dir: Path, deadline: Deadline
+) -> dict[str, Any]:
+    from loadtests._floor import load_pair, measure_floor
+
+    sweep = []
+    for threads in _thread_counts(args.floor_threads):
+        # Each thread setting gets its own sessions, as the service would create them.
+        classifier, guard = load_pair(classifier_dir, guard_dir, variant="int8", intra_op_threads=threads)
+        for batch_size, bucket in _floor_variants(args.floor_batches):
+            seconds = deadline.bounded(args.floor_duration, reserve_s=240.0)
+            if seconds <= 0:
+                break
+            result = measure_floor(
+                classifier,
+                guard,
+                corpus.benign,
+                batch_size=batch_size,
+                bucket_size=bucket,
+                duration_s=seconds,
+                intra_op_threads=threads,
+            )
+            logger.info(
+                "floor %s, %s thread(s): %.1f texts/s, %.2f CPU ms/text",
+                result.variant,
+                threads or "default",
+                result.texts_per_s,
+                result.cpu_ms_per_text,
+            )
+            sweep.append(result.model_dump())
+        del classifier, guard
+    if not sweep:
+        raise BenchError("no time left for the floor phase")
+    best = max(sweep, key=lambda r: r["texts_per_s"])
+    return {**best, "sweep": sweep}
+
+
+async def _smoke(url: str, body: dict[str, Any], expect_key: str, *, wait_s: float = 90.0) -> Any:
+    """One real request; 503 is retried for ``wait_s`` (with several workers, /readyz turns
+    ready with the first worker while another may still be loading its models)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        status, payload = await post_json(url, "/classify", body)
+        if status == 503 and time.monotonic() < deadline:
+            await asyncio.sleep(1.0)
+            continue
+        if status != 200 or not isinstance(payload, dict) or expect_key not in payload:
+            raise BenchError(f"smoke request to {url}/classify answered {status}: {str(payload)[:300]}")
+        return payload
+
+
+async def _closed(
+    url: str, bodies: list[bytes], *, args: argparse.Namespace, warmup_s: float, max_s: float
+) -> PhaseResult:
+    async with HttpSender(base_url=url, path="/classify", connections=max(args.concurrency, 8)) as send:
+        return await run_closed_loop(
+            send,
+            bodies,
+            concurrency=args.concurrency,
+            duration_s=min(warmup_s + args.duration, max_s),
+            max_requests=args.max_requests,
+            timeout_s=args.timeout,
+            warmup_s=warmup_s,
+            min_completions=args.min_completions,
+            max_duration_s=max_s,
+            drain_s=args.drain,
+        )
+
+
+async def _open(
+    url: str, bodies: list[bytes], *, rate: float, seconds: float, args: argparse.Namespace
+) -> PhaseResult:
+    offsets = arrival_offsets(
+        rate=rate, duration_s=seconds, max_requests=args.max_requests, arrival=args.arrival
+    )
+    async with HttpSender(base_url=url, path="/classify", connections=2048) as send:
+        return await run_open_loop(send, bodies, offsets, timeout_s=args.timeout)
+
+
+def _cpu_now() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _saturation(
+    server: Any, bodies: list[bytes], args: argparse.Namespace, deadline: Deadline, reserve_s: float
+) -> dict[str, Any]:
+    """Closed-loop saturation: completions per second inside the measurement window.
+
+    Also reports Little's law (users / mean response time) as a cross-check: the two
+    agree when the window held a steady state.
+    """
+    warm = args.warmup
+    max_s = deadline.bounded(args.max_phase, reserve_s=reserve_s)
+    if max_s <= warm + 1:
+        raise BenchError("no time left for the saturation phase")
+    server_cpu, client_cpu = server.cpu_seconds(), _cpu_now()
+    result = asyncio.run(_closed(server.url, bodies, args=args, warmup_s=warm, max_s=max_s))
+    server_cpu = None if server_cpu is None else (server.cpu_seconds() or 0.0) - server_cpu
+    client_cpu = _cpu_now() - client_cpu
+    served = sum(1 for r in result.records if r.ok)
+    start, end = result.window()
+    if end <= start:
+        raise BenchError(f"no answer within {max_s:.0f}s of closed-loop load: {result.error_counts()}")
+    summary = result.summary(start_s=start, end_s=end).model_dump()
+    mean_s = (summary["mean_ms"] or 0.0) / 1000.0
+    summary.update(
+        concurrency=args.concurrency,
+        window_s=[round(start, 3), round(end, 3)],
+        littles_law_rps=round(args.concurrency / mean_s, 3) if mean_s > 0 else None,
+        phase_ok_requests=served,
+        server_cpu_ms_per_request=round(server_cpu * 1000 / served, 3)
+        if served and server_cpu is not None
+        else None,
+        client_cpu_ms_per_request=round(client_cpu * 1000 / served, 3) if served else None,
+        errors_by_kind=result.error_counts(),
+    )
+    return summary
+
+
+def _get_json(url: str) -> Any:
+    """One GET, decoded; the error text instead when it fails (it is only recorded)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError) as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def _metric_lines(url: str, name: str) -> list[str] | str:
+    """The samples of one metric from a Prometheus text page (shows the guardrails were on)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode("utf-8", "replace")
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    return [line for line in text.splitlines() if line.startswith(name)]
+
+
+def _server_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "BENTOML_DO_NOT_TRACK": "true",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def phase_fairgate(
+    args: argparse.Namespace,
+    items: list[dict[str, str]],
+    tags: dict[str, str],
+    log_dir: Path,
+    deadline: Deadline,
+) -> dict[str, Any]:
+    from loadtests._server import BentoServer
+
+    extra = {"FAIRGATE_CLASSIFIER_TAG": tags["classifier"], "FAIRGATE_GUARD_TAG": tags["guard"]}
+    if args.policy:
+        extra["FAIRGATE_POLICY"] = str(args.policy)
+    for pair in args.service_env:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--service-env {pair!r} is not KEY=VALUE")
+        extra[key] = value
+    bodies = encode_bodies(items)
+    with BentoServer(
+        target=args.fairgate_target,
+        env=_server_env(extra),
+        log_path=log_dir / "fairgate.log",
+        cwd=REPO_ROOT,
+        start_timeout_s=min(args.start_timeout, max(deadline.left() - 60, 10)),
+    ) as server:
+        sample = asyncio.run(_smoke(server.url, items[0], "action"))
+        status = _get_json(server.url + "/guardrails/status")
+        saturation = _saturation(server, bodies, args, deadline, reserve_s=150.0)
+        rate = args.open_rate or saturation["throughput_rps"] * args.half_load
+        if rate <= 0:
+            raise BenchError(f"fairgate served nothing at saturation: {saturation['errors_by_kind']}")
+        warm = min(3.0, args.warmup)
+        seconds = deadline.bounded(args.duration, reserve_s=110.0 + warm)
+        result = asyncio.run(_open(server.url, bodies, rate=rate, seconds=warm + seconds, args=args))
+        half = result.summary(start_s=warm, end_s=warm + seconds).model_dump()
+        lags = sorted(r.send_lag_s for r in result.records if r.scheduled_s >= warm)
+        half.update(
+            offered_rps=round(rate, 3),
+            arrival=args.arrival,
+            warmup_s=warm,
+            client_send_lag_p99_ms=round(lags[int(0.99 * (len(lags) - 1))] * 1000, 3) if lags else None,
+            errors_by_kind=result.error_counts(),
+        )
+        decisions = _metric_lines(server.url + "/metrics", "fairgate_decisions_total")
+        return {
+            "startup_s": round(server.startup_s or 0, 1),
+            "decisions_after_run": decisions,
+            "sample_response": sample,
+            "saturation": saturation,
+            "half_load": half,
+            "models": tags,
+            "service_env": extra,
+            "service_status": {
+                k: status.get(k) for k in ("models", "shared_tokenization", "worker", "policy_version")
+            }
+            if isinstance(status, dict)
+            else status,
+        }
+
+
+def phase_usual(
+    args: argparse.Namespace, items: list[dict[str, str]], log_dir: Path, deadline: Deadline
+) -> dict[str, Any]:
+    from loadtests._server import BentoServer
+
+    workdir = Path(tempfile.mkdtemp(prefix="fairgate-usual-stack-"))
+    extra = {"USUAL_STACK_WORKDIR": str(workdir)}
+    try:
+        with BentoServer(
+            target=USUAL_TARGET,
+            env=_server_env(extra),
+            log_path=log_dir / "usual_stack.log",
+            cwd=REPO_ROOT,
+            start_timeout_s=min(args.start_timeout, max(deadline.left() - 40, 10)),
+        ) as server:
+            sample = asyncio.run(_smoke(server.url, items[0], "action"))
+            saturation = _saturation(server, encode_bodies(items), args, deadline, reserve_s=15.0)
+            return {
+                "startup_s": round(server.startup_s or 0, 1),
+                "sample_response": sample,
+                "saturation": saturation,
+            }
+    finally:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- run
+
+
+def _run_phase(name: str, report: dict[str, Any], func: Any, *a: Any) -> None:
+    started = time.monotonic()
+    try:
+        report[name] = func(*a)
+    except BenchError as error:
+        logger.error("%s phase failed: %s", name, error)
+        report[name] = {"error": str(error)}
+    except Exception as error:
+        logger.exception("%s phase failed", name)
+        report[name] = {"error": f"{type(error).__name__}: {error}"}
+    report.setdefault("phase_seconds", {})[name] = round(time.monotonic() - started, 1)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the `with` blocks, which stop the servers
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    deadline = Deadline(args.budget)
+    corpus = load_corpus()
+    items = make_items(corpus, len(corpus.benign), seed=0)  # the same texts, in order, for every phase
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="fairgate-bench-logs-"))
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_at_start": list(os.getloadavg()),
+        },
+        "texts": {"source": corpus.benign_source, "count": len(items)},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "log_dir": str(log_dir),
+    }
+    tags: dict[str, str] = {}
+    dirs: dict[str, Path] = {}
+    try:
+        tags["classifier"], dirs["classifier"] = resolve_model(args.classifier_tag)
+        tags["guard"], dirs["guard"] = resolve_model(args.guard_tag)
+    except BenchError as error:
+        report["error"] = str(error)
+    report["models"] = tags
+    if "error" not in report:
+        if "floor" not in args.skip:
+            _run_phase(
+                "floor", report, phase_floor, args, corpus, dirs["classifier"], dirs["guard"], deadline
+            )
+        if "fairgate" not in args.skip:
+            _run_phase("fairgate", report, phase_fairgate, args, items, tags, log_dir, deadline)
+    if "usual" not in args.skip:
+        _run_phase("usual", report, phase_usual, args, items, log_dir, deadline)
+    for name in ("floor", "fairgate", "usual"):
+        report.setdefault(name, {"skipped": True})
+    fair = report["fairgate"]
+    report.update(
+        headline(
+            floor_texts_per_s=report["floor"].get("texts_per_s"),
+            fairgate_rps=(fair.get("saturation") or {}).get("throughput_rps"),
+            usual_rps=(report["usual"].get("saturation") or {}).get("throughput_rps"),
+            p99_ms_half_load=(fair.get("half_load") or {}).get("p99_ms"),
+            fairgate_cpu_ms_per_request=(fair.get("saturation") or {}).get("server_cpu_ms_per_request"),
+            usual_cpu_ms_per_request=(report["usual"].get("saturation") or {}).get(
+                "server_cpu_ms_per_request"
+            ),
+            floor_cpu_ms_per_text=report["floor"].get("cpu_ms_per_text"),
+        )
+    )
+    report["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    check_report(report)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    report = run(args)
+    report["wall_s"] = round(time.monotonic() - started, 1)
+    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    print(format_table(report))
+    print(f"\nwrote {args.out} in {report['wall_s']:.0f}s; server logs in {report['log_dir']}")
+    print(
+        "note: figures from one run on a shared 2-core machine; the load client shares the cores with the server."
+    )
+    failed = [name for name in ("floor", "fairgate", "usual") if "error" in report[name]] + (
+        ["models"] if "error" in report else []
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
