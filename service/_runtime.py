@@ -92,13 +92,17 @@ def load_runtime(
     policy = load_policy(policy_path)
     threads = settings.threads_per_session()
     variant = settings.onnx_variant
-    classifier_model = OnnxTextModel.from_directory(classifier.path, variant=variant, intra_op_threads=threads)
+    classifier_model = OnnxTextModel.from_directory(
+        classifier.path, variant=variant, intra_op_threads=threads, bucket_size=settings.bucket_size
+    )
     if classifier_model.task != "single_label_classification":
         raise ValueError(
             f"{classifier.tag} is a {classifier_model.task} model; FAIRGATE_CLASSIFIER_TAG must name "
             "a single-label classifier such as fairgate-classifier"
         )
-    guard_model = OnnxTextModel.from_directory(guard.path, variant=variant, intra_op_threads=threads)
+    guard_model = OnnxTextModel.from_directory(
+        guard.path, variant=variant, intra_op_threads=threads, bucket_size=settings.bucket_size
+    )
     scorer: Any = OnnxToxicityScorer(model=guard_model)
     limits = limits if limits is not None else LimitSettings()
     faults = parse_faults(os.environ.get("FAIRGATE_FAULTS"))

@@ -40,7 +40,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from service._batcher import MicroBatcher
-from service._io import single_item_input, single_result_output
+from service._io import batch_result_output, single_item_input, single_result_output
 from service.audit import AuditSettings
 from service.auth import DOC_PATHS, OPS_PATHS, ApiKeyAuth, AuthSettings
 from service.limits import (
@@ -87,6 +87,8 @@ status_app = FastAPI(
     workers=SETTINGS.workers,
     # BentoML's own timeout (504) is only a backstop: RequestLimits answers 503 first.
     traffic={"timeout": max(60, int(LIMITS.request_timeout_s) + 10)},
+    # No per-request log line on the hot path; FAIRGATE_ACCESS_LOG=true turns it back on.
+    logging={"access": {"enabled": SETTINGS.access_log}},
     labels={"project": "fairgate"},
     description="Text classification behind live toxicity and per-group rate guardrails.",
 )
@@ -215,6 +217,7 @@ class Fairgate:
         max_batch_size=SETTINGS.max_batch_size,
         max_latency_ms=SETTINGS.max_latency_ms,
         input_spec=BATCH_TYPE,
+        output_spec=batch_result_output(),
     )
     async def classify_batch(self, items: list[ClassifyRequest]) -> list[ClassifyResult]:
         """Classify up to FAIRGATE_MAX_ITEMS items (default 256); one result per item, in order."""

@@ -58,6 +58,10 @@ class ServiceSettings(BaseSettings):
         ge=10,
         description="FAIRGATE_BATCHING=bentoml only: the dispatcher's latency budget (503 past it)",
     )
+    bucket_size: int = Field(
+        default=8, ge=1, le=1024, description="texts per length-sorted sub-batch inside a batch"
+    )
+    access_log: bool = Field(default=False, description="BentoML's per-request access log line")
     max_items: int = Field(default=256, ge=1, le=4096, description="most items in one /classify_batch request")
     max_text_chars: int = Field(default=10_000, ge=1, description="longest accepted text, in characters")
 

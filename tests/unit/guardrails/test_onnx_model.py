@@ -133,3 +133,39 @@ def test_bundled_minilm_tokenizer_encodes() -> None:
     enc = model.encode(["Hello there", "a much longer sentence that will be truncated for sure"])
     assert enc.input_ids.shape == (2, 8)
     assert enc.attention_mask[0].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+
+
+def test_length_buckets_keep_order_and_values_and_trim_padding(
+    model_dir_factory: Callable[..., Path],
+) -> None:
+    path = model_dir_factory(
+        labels=["negative", "positive"],
+        task="single_label_classification",
+        weights={"nice": [0.0, 2.0], "idiot": [3.0, 0.0]},
+    )
+    texts = [
+        "nice " * (i % 7 + 1) if i % 2 else "idiot " * (i % 5 + 1) for i in range(21)
+    ]
+    whole = OnnxTextModel.from_directory(path, variant="fp32", bucket_size=None)
+    bucketed = OnnxTextModel.from_directory(path, variant="fp32", bucket_size=4)
+    widths: list[tuple[int, int]] = []
+    real = bucketed._session
+
+    class Recording:
+        def run(self, outputs, feeds):  # type: ignore[no-untyped-def]
+            widths.append(feeds["input_ids"].shape)
+            return real.run(outputs, feeds)
+
+    bucketed._session = Recording()
+    encoding = bucketed.encode(texts)
+    np.testing.assert_allclose(bucketed.run(encoding), whole.run(whole.encode(texts)), rtol=1e-6)
+    assert sum(rows for rows, _ in widths) == len(texts)
+    assert max(rows for rows, _ in widths) == 4
+    # The shortest texts (one word: [CLS] w [SEP]) ran without the longest one's padding.
+    assert min(width for _, width in widths) == 3 < encoding.input_ids.shape[1]
+
+
+def test_bucket_size_must_be_positive(model_dir_factory: Callable[..., Path]) -> None:
+    path = model_dir_factory(labels=["a", "b"], task="single_label_classification")
+    with pytest.raises(ValueError, match="bucket_size=0 must be at least 1"):
+        OnnxTextModel.from_directory(path, variant="fp32", bucket_size=0)
