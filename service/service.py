@@ -1,6 +1,6 @@
 """The guarded BentoML service: ``bentoml serve service.service:Fairgate``.
 
-Request path (../shared/DESIGN.md): HTTP and validation here, then per adaptive batch
+Request path (docs/CONTRACTS.md, the README): HTTP and validation here, then per adaptive batch
 ``guard.screen`` -> one classifier run -> ``guard.review`` in :mod:`service._pipeline`.
 
 - ``POST /classify``: one ``{"text", "group"}`` object in, one result out.
