@@ -127,26 +127,44 @@ class Server:
         return total
 
     def kill(self) -> None:
-        """SIGKILL the process group: no shutdown hook runs, nothing is flushed."""
+        """SIGKILL the server and its workers: no shutdown hook runs, nothing is flushed.
+
+        BentoML starts each worker in a process group of its own, so killing the server's
+        group alone would leave the workers running as orphans: kill them by pid too.
+        """
         assert self.process is not None
+        tree = self.pids()
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        _kill_pids(tree)
         self.process.wait(timeout=20)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
+        tree = self.pids()
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
         except ProcessLookupError:
+            _kill_pids(tree)
             return
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+        _kill_pids(tree)  # workers that outlived their server (own process groups)
+
+
+def _kill_pids(pids: list[int]) -> None:
+    """SIGKILL each pid still alive; pids already gone are fine."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
 
 
 def metric_samples(url: str, headers: Mapping[str, str] | None = None) -> list[tuple[str, dict[str, str], float]]:
