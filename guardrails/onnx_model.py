@@ -48,6 +48,24 @@ class Encoding:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def select(self, rows: Sequence[int] | np.ndarray) -> Encoding:
+        """The encoding of ``rows`` only, trimmed to the longest of them.
+
+        Padding is on the right, so dropping the trailing all-padding columns loses no
+        token: a subset of a batch (the items the guard let through, a length bucket)
+        then pays only for its own longest item.
+        """
+        index = np.asarray(rows, dtype=np.int64)
+        mask = self.attention_mask[index]
+        used = np.nonzero(mask.any(axis=0))[0]
+        width = int(used.max()) + 1 if len(used) else 1
+        return Encoding(
+            input_ids=self.input_ids[index, :width],
+            attention_mask=mask[:, :width],
+            token_type_ids=self.token_type_ids[index, :width],
+            fingerprint=self.fingerprint,
+        )
+
     def as_feeds(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         """The ONNX feed dict for the inputs the graph actually declares."""
         arrays = {
@@ -256,14 +274,11 @@ class OnnxTextModel:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if self.bucket_size is None or len(encoding) <= self.bucket_size:
             return self._run_feeds(encoding.as_feeds(self._input_names))
-        lengths = encoding.attention_mask.sum(axis=1)
-        order = np.argsort(lengths, kind="stable")
+        order = np.argsort(encoding.attention_mask.sum(axis=1), kind="stable")
         logits = np.empty((len(encoding), len(self.labels)), dtype=np.float32)
-        feeds = encoding.as_feeds(self._input_names)
         for start in range(0, len(order), self.bucket_size):
             rows = order[start : start + self.bucket_size]
-            width = max(int(lengths[rows].max()), 1)
-            logits[rows] = self._run_feeds({name: array[rows, :width] for name, array in feeds.items()})
+            logits[rows] = self._run_feeds(encoding.select(rows).as_feeds(self._input_names))
         return logits
 
     def _run_feeds(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:

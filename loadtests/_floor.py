@@ -40,13 +40,17 @@ class FloorResult(BaseModel):
 def load_pair(
     classifier_dir: Path, guard_dir: Path, *, variant: str = "int8", intra_op_threads: int | None = None
 ) -> tuple[Any, Any]:
-    """Load the two model directories with the contract's runtime wrapper."""
+    """Load the two model directories with the contract's runtime wrapper.
+
+    Without the wrapper's own length buckets: the floor measures plain and bucketed
+    batches as separate variants (``run_pair``'s ``bucket_size``), so each label says
+    what ran.
+    """
     from guardrails.onnx_model import OnnxTextModel
 
-    classifier = OnnxTextModel.from_directory(
-        classifier_dir, variant=variant, intra_op_threads=intra_op_threads
-    )
-    guard = OnnxTextModel.from_directory(guard_dir, variant=variant, intra_op_threads=intra_op_threads)
+    options = {"variant": variant, "intra_op_threads": intra_op_threads, "bucket_size": None}
+    classifier = OnnxTextModel.from_directory(classifier_dir, **options)
+    guard = OnnxTextModel.from_directory(guard_dir, **options)
     return classifier, guard
 
 
@@ -65,19 +69,6 @@ def length_buckets(lengths: Sequence[int], bucket_size: int) -> list[np.ndarray]
     return [order[i : i + bucket_size] for i in range(0, len(order), bucket_size)]
 
 
-def _rows(encoding: Any, rows: np.ndarray) -> Any:
-    from guardrails.onnx_model import Encoding
-
-    mask = encoding.attention_mask[rows]
-    width = max(1, int(mask.sum(axis=1).max()))
-    return Encoding(
-        input_ids=encoding.input_ids[rows, :width],
-        attention_mask=mask[:, :width],
-        token_type_ids=encoding.token_type_ids[rows, :width],
-        fingerprint=encoding.fingerprint,
-    )
-
-
 def run_pair(classifier: Any, guard: Any, texts: Sequence[str], *, bucket_size: int | None = None) -> None:
     """One batch through both models: one tokenisation when the tokenizers match."""
     encoding = classifier.encode(texts)
@@ -88,8 +79,8 @@ def run_pair(classifier: Any, guard: Any, texts: Sequence[str], *, bucket_size: 
         return
     lengths = encoding.attention_mask.sum(axis=1)
     for rows in length_buckets(lengths, bucket_size):
-        classifier.run(_rows(encoding, rows))
-        guard.run(_rows(guard_encoding, rows))
+        classifier.run(encoding.select(rows))
+        guard.run(guard_encoding.select(rows))
 
 
 def measure_floor(

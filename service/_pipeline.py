@@ -47,20 +47,6 @@ def can_share_encoding(classifier: OnnxTextModel, guard_model: OnnxTextModel | N
     )
 
 
-def _rows(encoding: Encoding, rows: Sequence[int]) -> Encoding:
-    """The encoding of a subset of the batch, trimmed to the subset's longest item."""
-    index = np.asarray(rows, dtype=np.int64)
-    mask = encoding.attention_mask[index]
-    used = np.nonzero(mask.any(axis=0))[0]
-    width = int(used.max()) + 1 if len(used) else 1  # drop only trailing all-padding columns
-    return Encoding(
-        input_ids=encoding.input_ids[index, :width],
-        attention_mask=mask[:, :width],
-        token_type_ids=encoding.token_type_ids[index, :width],
-        fingerprint=encoding.fingerprint,
-    )
-
-
 class GuardedClassifier:
     """The classifier behind the guard, batch in, one :class:`ClassifyResult` per item out.
 
@@ -138,7 +124,7 @@ class GuardedClassifier:
             elif len(rows) == len(texts):
                 batch = encoding
             else:
-                batch = _rows(encoding, rows)
+                batch = encoding.select(rows)
             logits = self.classifier.run(batch)
             probabilities = self.classifier.probabilities(logits)
         except Exception as error:  # noqa: BLE001 - any runtime failure means no labels

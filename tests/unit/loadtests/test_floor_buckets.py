@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from guardrails.onnx_model import Encoding
 from loadtests._floor import length_buckets, measure_floor, run_pair
 
 
-class FakeEncoding:
-    def __init__(self, lengths: list[int]) -> None:
-        width = max(lengths)
-        self.attention_mask = np.array([[1] * n + [0] * (width - n) for n in lengths])
-        self.input_ids = self.attention_mask * 7
-        self.token_type_ids = np.zeros_like(self.attention_mask)
-        self.fingerprint = "f"
+def fake_encoding(lengths: list[int]) -> Encoding:
+    """One token per word, right-padded like the real tokenizer."""
+    width = max(lengths)
+    mask = np.array([[1] * n + [0] * (width - n) for n in lengths], dtype=np.int64)
+    return Encoding(input_ids=mask * 7, attention_mask=mask, token_type_ids=np.zeros_like(mask), fingerprint="f")
 
 
 class FakeModel:
@@ -27,10 +26,10 @@ class FakeModel:
     def __init__(self) -> None:
         self.shapes: list[tuple[int, int]] = []
 
-    def encode(self, texts: list[str]) -> FakeEncoding:
-        return FakeEncoding([len(t.split()) for t in texts])
+    def encode(self, texts: list[str]) -> Encoding:
+        return fake_encoding([len(t.split()) for t in texts])
 
-    def run(self, encoding: FakeEncoding) -> None:
+    def run(self, encoding: Encoding) -> None:
         self.shapes.append(tuple(encoding.input_ids.shape))
 
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from guardrails.guard import Guard
 from guardrails.onnx_model import Encoding
 from guardrails.policy import TOXICITY_CATEGORIES, Policy
-from service._pipeline import GuardedClassifier, ModelFailure, _rows, can_share_encoding
+from service._pipeline import GuardedClassifier, ModelFailure, can_share_encoding
 
 PAD = 0
 
@@ -205,7 +205,7 @@ def test_row_subset_keeps_rows_and_drops_trailing_padding() -> None:
     ids = np.array([[1, 5, 5, 5], [2, 5, 0, 0], [1, 0, 0, 0]], dtype=np.int64)
     encoding = Encoding(ids, (ids != 0).astype(np.int64), np.zeros_like(ids), "tok")
 
-    subset = _rows(encoding, [1, 2])
+    subset = encoding.select([1, 2])
 
     assert subset.input_ids.tolist() == [[2, 5], [1, 0]]
     assert subset.attention_mask.tolist() == [[1, 1], [1, 0]]
