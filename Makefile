@@ -10,7 +10,7 @@ WORKERS ?= 1
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install models serve test test-fast bench build clean
+.PHONY: install models serve test test-fast lint bench wheel build clean
 
 # torch first and pinned: a looser request pulls several GB of CUDA packages.
 $(STAMP): pyproject.toml
@@ -28,10 +28,14 @@ models: $(STAMP)
 	$(BIN)/fairgate build guard --if-missing
 
 serve: models
-	FAIRGATE_WORKERS=$(WORKERS) $(BIN)/bentoml serve service.service:Fairgate --port $(PORT) --host 0.0.0.0
+	FAIRGATE_WORKERS=$(WORKERS) $(BIN)/bentoml serve fairgate.service.service:Fairgate --port $(PORT) --host 0.0.0.0
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Static checks: ruff over the tree.
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not server"
@@ -39,7 +43,12 @@ test-fast: $(STAMP)
 bench: models
 	$(BIN)/python -m loadtests.bench
 
-build: models
+# The bento installs the project from its wheel (bentofile.yaml): build it first, offline.
+wheel: $(STAMP)
+	rm -rf build/wheel
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w build/wheel .
+
+build: models wheel
 	$(BIN)/bentoml build .
 
 clean:

@@ -5,16 +5,16 @@ PyYAML and prometheus-client only. Nothing here runs at import time; heavy or op
 dependencies (detoxify/torch for :class:`DetoxifyScorer`) are imported where used.
 """
 
-from guardrails.decision import Decision, GroupStatus, GuardStatus, MonitorStatus, Reason, Screen
-from guardrails.groups import GroupResolver, Lexicon
-from guardrails.guard import Guard
-from guardrails.metrics import GuardMetrics
-from guardrails.onnx_model import Encoding, ModelDirectoryError, OnnxTextModel
-from guardrails.policy import Policy, PolicyError, default_policy_path
-from guardrails.rates import RateMonitor
-from guardrails.scorers import DetoxifyScorer, OnnxToxicityScorer, ToxicityScorer
-from guardrails.simulate import SimulationResult, simulate_rates
-from guardrails.store import InMemoryWindowStore, WindowCounts, WindowSpec, WindowStore
+from fairgate.guardrails.decision import Decision, GroupStatus, GuardStatus, MonitorStatus, Reason, Screen
+from fairgate.guardrails.groups import GroupResolver, Lexicon
+from fairgate.guardrails.guard import Guard
+from fairgate.guardrails.metrics import GuardMetrics
+from fairgate.guardrails.onnx_model import Encoding, ModelDirectoryError, OnnxTextModel
+from fairgate.guardrails.policy import Policy, PolicyError, default_policy_path
+from fairgate.guardrails.rates import RateMonitor
+from fairgate.guardrails.scorers import DetoxifyScorer, OnnxToxicityScorer, ToxicityScorer
+from fairgate.guardrails.simulate import SimulationResult, simulate_rates
+from fairgate.guardrails.store import InMemoryWindowStore, WindowCounts, WindowSpec, WindowStore
 
 __all__ = [
     "Decision",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from guardrails.policy import GroupsPolicy, PolicyError
+from fairgate.guardrails.policy import GroupsPolicy, PolicyError
 
 OTHER = "other"
 NONE = "none"
@@ -24,7 +24,7 @@ RequestGroup = str | Sequence[str] | None
 
 def bundled_lexicon_path() -> Path:
     """Path of the identity-term lexicon that ships with the package."""
-    return Path(str(resources.files("guardrails") / "data" / "identity_terms.yaml"))
+    return Path(str(resources.files("fairgate.guardrails") / "data" / "identity_terms.yaml"))
 
 
 @dataclass(frozen=True, slots=True)

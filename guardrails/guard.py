@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from guardrails.decision import (
+from fairgate.guardrails.decision import (
     Action,
     Decision,
     GroupStatus,
@@ -28,12 +28,12 @@ from guardrails.decision import (
     Screen,
     most_severe,
 )
-from guardrails.groups import GroupResolver, Lexicon, RequestGroup
-from guardrails.metrics import GuardMetrics
-from guardrails.policy import Policy, PolicyError
-from guardrails.rates import CheckResult, RateMonitor
-from guardrails.scorers import ToxicityScorer
-from guardrails.store import InMemoryWindowStore, WindowStore
+from fairgate.guardrails.groups import GroupResolver, Lexicon, RequestGroup
+from fairgate.guardrails.metrics import GuardMetrics
+from fairgate.guardrails.policy import Policy, PolicyError
+from fairgate.guardrails.rates import CheckResult, RateMonitor
+from fairgate.guardrails.scorers import ToxicityScorer
+from fairgate.guardrails.store import InMemoryWindowStore, WindowStore
 
 logger = logging.getLogger(__name__)
 

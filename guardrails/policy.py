@@ -292,7 +292,7 @@ class Policy(_Strict):
 
 def default_policy_path() -> Path:
     """Path of the bundled default policy file."""
-    return Path(str(resources.files("guardrails") / "data" / "default_policy.yaml"))
+    return Path(str(resources.files("fairgate.guardrails") / "data" / "default_policy.yaml"))
 
 
 _FIXES: dict[str, str] = {

@@ -18,9 +18,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from guardrails._stats import difference_lower, ratio_upper, z_one_sided
-from guardrails.policy import RateMonitorPolicy, RatesPolicy
-from guardrails.store import WindowCounts, WindowSpec, WindowStore
+from fairgate.guardrails._stats import difference_lower, ratio_upper, z_one_sided
+from fairgate.guardrails.policy import RateMonitorPolicy, RatesPolicy
+from fairgate.guardrails.store import WindowCounts, WindowSpec, WindowStore
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from guardrails.onnx_model import Encoding, OnnxTextModel, Variant
-from guardrails.policy import TOXICITY_CATEGORIES
+from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel, Variant
+from fairgate.guardrails.policy import TOXICITY_CATEGORIES
 
 
 @runtime_checkable

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from guardrails.policy import Policy, RateMonitorPolicy, RatesPolicy
-from guardrails.rates import RateMonitor
-from guardrails.store import InMemoryWindowStore
+from fairgate.guardrails.policy import Policy, RateMonitorPolicy, RatesPolicy
+from fairgate.guardrails.rates import RateMonitor
+from fairgate.guardrails.store import InMemoryWindowStore
 
 
 @dataclass

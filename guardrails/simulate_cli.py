@@ -55,12 +55,12 @@ def register(subparsers: Any, build_subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from guardrails.policy import PolicyError, load_policy
-    from guardrails.simulate import simulate_rates, summarise_runs
+    from fairgate.guardrails.policy import PolicyError, load_policy
+    from fairgate.guardrails.simulate import simulate_rates, summarise_runs
 
     if not getattr(args, "verbose", False):
         # Alerts are the result here, reported below; one log line per alert is noise.
-        logging.getLogger("guardrails.rates").setLevel(logging.ERROR)
+        logging.getLogger("fairgate.guardrails.rates").setLevel(logging.ERROR)
     if args.runs < 1:
         print(f"fairgate simulate-rates: --runs {args.runs} must be >= 1")
         return 2

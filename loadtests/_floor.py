@@ -46,7 +46,7 @@ def load_pair(
     batches as separate variants (``run_pair``'s ``bucket_size``), so each label says
     what ran.
     """
-    from guardrails.onnx_model import OnnxTextModel
+    from fairgate.guardrails.onnx_model import OnnxTextModel
 
     options = {"variant": variant, "intra_op_threads": intra_op_threads, "bucket_size": None}
     classifier = OnnxTextModel.from_directory(classifier_dir, **options)

@@ -7,7 +7,7 @@ one printed table and ``bench.json`` at the repository root.
 
 1. floor: the classifier's and the guard's ONNX Runtime sessions, in this process, on
    batches (no HTTP, no guardrails); the best texts/s over a few batch sizes.
-2. fairgate: ``bentoml serve service.service:Fairgate`` on a free port with guardrails on;
+2. fairgate: ``bentoml serve fairgate.service.service:Fairgate`` on a free port with guardrails on;
    saturation requests/s in a closed loop, then p50/p95/p99 in an open loop at half
    that rate (latency from the scheduled send time, so queueing counts).
 3. usual stack: ``loadtests.usual_stack.service:UsualStack`` (transformers pipeline +
@@ -39,7 +39,7 @@ from loadtests._texts import REPO_ROOT, TextCorpus, load_corpus, make_items
 
 logger = logging.getLogger("loadtests.bench")
 
-FAIRGATE_TARGET = "service.service:Fairgate"
+FAIRGATE_TARGET = "fairgate.service.service:Fairgate"
 USUAL_TARGET = "loadtests.usual_stack.service:UsualStack"
 
 

@@ -1,12 +1,12 @@
 """Transfer learning for fairgate: data -> fine-tune -> evaluate -> ONNX export -> model store.
 
 The core is generic over single-label and multi-label classification so the toxicity
-guard (``models.guard``) reuses it. Importing this package is cheap: torch,
+guard (``fairgate.models.guard``) reuses it. Importing this package is cheap: torch,
 transformers, optimum and bentoml are imported inside the functions that need them.
 """
 
-from models.card import render_model_card
-from models.classifier import (
+from fairgate.models.card import render_model_card
+from fairgate.models.classifier import (
     DEFAULT_CLASSIFIER_NAME,
     BuildResult,
     ClassifierBuildConfig,
@@ -14,7 +14,7 @@ from models.classifier import (
     evaluate_model_directory,
     load_identity_data,
 )
-from models.datasets import (
+from fairgate.models.datasets import (
     DataSplits,
     LabelledData,
     bundled_data_path,
@@ -22,8 +22,8 @@ from models.datasets import (
     load_labelled_data,
     split_data,
 )
-from models.encoder import EncoderSource, load_sequence_classifier, load_tokenizer, resolve_encoder
-from models.errors import (
+from fairgate.models.encoder import EncoderSource, load_sequence_classifier, load_tokenizer, resolve_encoder
+from fairgate.models.errors import (
     DataError,
     DeployGateError,
     EncoderSourceError,
@@ -31,13 +31,13 @@ from models.errors import (
     FairgateModelError,
     StoreError,
 )
-from models.evaluation import (
+from fairgate.models.evaluation import (
     check_deploy_gate,
     classification_metrics,
     group_metrics,
     probabilities,
 )
-from models.export import (
+from fairgate.models.export import (
     ParityReport,
     check_parity,
     detect_quantization_target,
@@ -45,7 +45,7 @@ from models.export import (
     read_manifest,
     write_manifest,
 )
-from models.finetune import (
+from fairgate.models.finetune import (
     FinetuneConfig,
     FinetuneResult,
     finetune,
@@ -54,7 +54,7 @@ from models.finetune import (
     predict_logits,
     seed_everything,
 )
-from models.store import (
+from fairgate.models.store import (
     StoredModel,
     get_stored_model,
     json_safe,
@@ -88,8 +88,8 @@ __all__ = [
     "detect_quantization_target",
     "evaluate_model_directory",
     "export_model_directory",
-    "fingerprint_records",
     "finetune",
+    "fingerprint_records",
     "freeze_parameters",
     "get_stored_model",
     "group_metrics",

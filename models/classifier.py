@@ -1,7 +1,7 @@
 """``fairgate build classifier``: data -> fine-tune -> export -> parity -> evaluate -> gate -> store.
 
 The order matters: the model is evaluated as it will be served (the int8 ONNX graph,
-through the serving runtime ``guardrails.onnx_model``), and both the parity check and
+through the serving runtime ``fairgate.guardrails.onnx_model``), and both the parity check and
 the deploy gate run before anything reaches the store, so a failing model is never
 stored.
 """
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.datasets import (
+from fairgate.models.datasets import (
     BUNDLED_IDENTITY,
     DataSplits,
     LabelledData,
@@ -27,13 +27,13 @@ from models.datasets import (
     load_labelled_data,
     split_data,
 )
-from models.errors import DataError
-from models.finetune import FinetuneConfig
+from fairgate.models.errors import DataError
+from fairgate.models.finetune import FinetuneConfig
 
 __all__ = [
     "DEFAULT_CLASSIFIER_NAME",
-    "ClassifierBuildConfig",
     "BuildResult",
+    "ClassifierBuildConfig",
     "build_classifier",
     "evaluate_model_directory",
     "load_identity_data",
@@ -146,9 +146,8 @@ def evaluate_model_directory(
     Returns the report (``accuracy``, ``macro_f1``, ``roc_auc``, ``n`` and, when the data
     has groups, ``per_group``) and the probabilities ``[n, n_labels]``.
     """
-    from guardrails.onnx_model import OnnxTextModel
-
-    from models.evaluation import classification_metrics, group_metrics
+    from fairgate.guardrails.onnx_model import OnnxTextModel
+    from fairgate.models.evaluation import classification_metrics, group_metrics
 
     model = OnnxTextModel.from_directory(model_dir, variant=variant)
     if list(model.labels) != list(data.labels):
@@ -197,12 +196,12 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
     ``ExportParityError`` or ``DeployGateError`` (nothing stored) on failure."""
     import torch
 
-    from models.card import render_model_card
-    from models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
-    from models.evaluation import check_deploy_gate, classification_metrics, probabilities
-    from models.export import check_parity, export_model_directory
-    from models.finetune import finetune, predict_logits, seed_everything
-    from models.store import json_safe, save_model_directory
+    from fairgate.models.card import render_model_card
+    from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
+    from fairgate.models.evaluation import check_deploy_gate, classification_metrics, probabilities
+    from fairgate.models.export import check_parity, export_model_directory
+    from fairgate.models.finetune import finetune, predict_logits, seed_everything
+    from fairgate.models.store import json_safe, save_model_directory
 
     started = time.perf_counter()
     threads = config.torch_threads or _auto_threads()

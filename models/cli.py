@@ -1,6 +1,6 @@
 """``fairgate build classifier``, ``fairgate evaluate`` and ``fairgate models``.
 
-Registered into the one ``fairgate`` parser by ``service.cli``. Handlers import the
+Registered into the one ``fairgate`` parser by ``fairgate.service.cli``. Handlers import the
 heavy libraries inside themselves (``fairgate --help`` stays instant), print their
 result (the CLI is the one place that prints) and return the exit code:
 0 ok, 1 bad input or missing model, 3 deploy gate failed, 4 export parity failed.
@@ -14,7 +14,7 @@ import math
 import sys
 from typing import Any
 
-__all__ = ["register", "EXIT_ERROR", "EXIT_GATE", "EXIT_PARITY"]
+__all__ = ["EXIT_ERROR", "EXIT_GATE", "EXIT_PARITY", "register"]
 
 EXIT_ERROR = 1
 EXIT_GATE = 3
@@ -117,7 +117,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _dumps(value: Any) -> str:
-    from models.store import json_safe
+    from fairgate.models.store import json_safe
 
     return json.dumps(json_safe(value), indent=2, default=_json_default)
 
@@ -133,18 +133,18 @@ def _error(message: str) -> None:
 
 
 def _handle_build(args: argparse.Namespace) -> int:
-    from models.errors import DeployGateError, ExportParityError, FairgateModelError
+    from fairgate.models.errors import DeployGateError, ExportParityError, FairgateModelError
 
     if args.if_missing:
-        from models.store import model_exists
+        from fairgate.models.store import model_exists
 
         if model_exists(args.name):
             print(f"{args.name} is already in the BentoML store; nothing to do (--if-missing)")
             return 0
     from pydantic import ValidationError
 
-    from models.classifier import ClassifierBuildConfig, build_classifier
-    from models.finetune import FinetuneConfig
+    from fairgate.models.classifier import ClassifierBuildConfig, build_classifier
+    from fairgate.models.finetune import FinetuneConfig
 
     try:
         config = ClassifierBuildConfig(
@@ -204,7 +204,7 @@ def _handle_build(args: argparse.Namespace) -> int:
                       "metrics": result.metrics,
                       "parity": result.parity, "export": result.export, "gate": result.gate}))
         return 0
-    from models.store import get_stored_model
+    from fairgate.models.store import get_stored_model
 
     stored = get_stored_model(result.tag)
     m = result.metrics
@@ -234,12 +234,12 @@ def _handle_build(args: argparse.Namespace) -> int:
 
 
 def _handle_evaluate(args: argparse.Namespace) -> int:
-    from models.errors import FairgateModelError
-    from models.store import get_stored_model
+    from fairgate.models.errors import FairgateModelError
+    from fairgate.models.store import get_stored_model
 
     try:
         stored = get_stored_model(args.model)
-        from models.export import read_manifest
+        from fairgate.models.export import read_manifest
 
         task = read_manifest(stored.path)["task"]
         if task == "multi_label_classification":
@@ -252,7 +252,7 @@ def _handle_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_guard(args: argparse.Namespace, stored: Any) -> int:
     try:
-        from models.guard.evaluation import evaluate_guard
+        from fairgate.models.guard.evaluation import evaluate_guard
     except ImportError as error:
         _error(
             f"{stored.tag} is a multi-label (guard) model and its evaluation "
@@ -277,9 +277,9 @@ def _evaluate_guard(args: argparse.Namespace, stored: Any) -> int:
 
 
 def _evaluate_classifier(args: argparse.Namespace, stored: Any) -> int:
-    from models.classifier import evaluate_model_directory
-    from models.datasets import load_labelled_data
-    from models.export import read_manifest
+    from fairgate.models.classifier import evaluate_model_directory
+    from fairgate.models.datasets import load_labelled_data
+    from fairgate.models.export import read_manifest
 
     labels = list(read_manifest(stored.path)["labels"])
     data = load_labelled_data(
@@ -340,7 +340,7 @@ def _write_scores(path: str, data: Any, probs: Any, labels: list[str]) -> None:
 
 
 def _handle_models(args: argparse.Namespace) -> int:
-    from models.store import list_stored_models
+    from fairgate.models.store import list_stored_models
 
     models = list_stored_models()
     rows = []

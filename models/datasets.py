@@ -20,18 +20,18 @@ from typing import Literal
 
 import numpy as np
 
-from models.errors import DataError
+from fairgate.models.errors import DataError
 
 __all__ = [
-    "Task",
-    "LabelledData",
-    "DataSplits",
-    "BUNDLED_SENTIMENT",
     "BUNDLED_IDENTITY",
+    "BUNDLED_SENTIMENT",
+    "DataSplits",
+    "LabelledData",
+    "Task",
     "bundled_data_path",
+    "fingerprint_records",
     "load_labelled_data",
     "split_data",
-    "fingerprint_records",
 ]
 
 logger = logging.getLogger(__name__)
@@ -213,8 +213,8 @@ def split_data(
     ``test_fraction=0`` leaves the test part empty (for a separate test file).
     """
     n = len(data)
-    n_val = max(1, int(round(n * validation_fraction)))
-    n_test = int(round(n * test_fraction)) if test_fraction > 0 else 0
+    n_val = max(1, round(n * validation_fraction))
+    n_test = round(n * test_fraction) if test_fraction > 0 else 0
     if test_fraction > 0:
         n_test = max(1, n_test)
     if n - n_val - n_test < 1:

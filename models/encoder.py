@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from models.errors import EncoderSourceError
+from fairgate.models.errors import EncoderSourceError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["EncoderSource", "resolve_encoder", "load_tokenizer", "load_sequence_classifier"]
+__all__ = ["EncoderSource", "load_sequence_classifier", "load_tokenizer", "resolve_encoder"]
 
 logger = logging.getLogger(__name__)
 

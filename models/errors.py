@@ -7,11 +7,11 @@ tests can assert on the text.
 from __future__ import annotations
 
 __all__ = [
-    "FairgateModelError",
     "DataError",
+    "DeployGateError",
     "EncoderSourceError",
     "ExportParityError",
-    "DeployGateError",
+    "FairgateModelError",
     "StoreError",
 ]
 

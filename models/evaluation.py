@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import DeployGateError
+from fairgate.models.errors import DeployGateError
 
 __all__ = [
-    "softmax",
-    "sigmoid",
-    "probabilities",
+    "check_deploy_gate",
     "classification_metrics",
     "group_metrics",
-    "check_deploy_gate",
+    "probabilities",
+    "sigmoid",
+    "softmax",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def classification_metrics(
         except ValueError:
             auc = math.nan
     return {
-        "n": int(len(targets)),
+        "n": len(targets),
         "accuracy": float(accuracy_score(targets, predictions)),
         "macro_f1": float(
             f1_score(targets, predictions, average="macro", labels=list(range(len(labels))), zero_division=0)

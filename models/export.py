@@ -21,20 +21,20 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from models.errors import ExportParityError
+from fairgate.models.errors import ExportParityError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "MANIFEST_FORMAT",
-    "QuantizationTarget",
     "ParityReport",
+    "QuantizationTarget",
+    "check_parity",
     "detect_quantization_target",
     "export_model_directory",
-    "write_manifest",
     "read_manifest",
-    "check_parity",
+    "write_manifest",
 ]
 
 logger = logging.getLogger(__name__)

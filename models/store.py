@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.errors import StoreError
+from fairgate.models.errors import StoreError
 
 __all__ = [
     "StoredModel",
-    "save_model_directory",
-    "model_exists",
     "get_stored_model",
-    "list_stored_models",
     "json_safe",
+    "list_stored_models",
+    "model_exists",
+    "save_model_directory",
 ]
 
 logger = logging.getLogger(__name__)

@@ -107,7 +107,7 @@ class MicroBatcher(Generic[T, R]):
                 results = await loop.run_in_executor(self._executor, self._run, batch)
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
-            except Exception as error:  # noqa: BLE001 - every caller of the batch gets the error
+            except Exception as error:
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(error)

@@ -24,7 +24,7 @@ from typing import Any
 from _bentoml_sdk.io_models import IORootModel
 from pydantic import BaseModel, field_validator
 
-from service.schemas import ClassifyRequest, ClassifyResult
+from fairgate.service.schemas import ClassifyRequest, ClassifyResult
 
 __all__ = ["batch_result_output", "single_item_input", "single_result_output"]
 
@@ -65,7 +65,7 @@ def single_item_input(item_type: type[ClassifyRequest]) -> type[IORootModel[Any]
             if isinstance(value, BaseModel):
                 return [value]
             if not isinstance(value, dict):
-                raise ValueError(
+                raise ValueError(  # noqa: TRY004 - pydantic reports ValueError as a 4xx
                     "the body must be one JSON object {\"text\": ..., \"group\": ...}; "
                     "send several items to /classify_batch as {\"items\": [...]}"
                 )

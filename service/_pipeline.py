@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from guardrails.onnx_model import Encoding, OnnxTextModel
-from service.schemas import ClassifyResult
+from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel
+from fairgate.service.schemas import ClassifyResult
 
 __all__ = ["GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
 
@@ -127,7 +127,7 @@ class GuardedClassifier:
                 batch = encoding.select(rows)
             logits = self.classifier.run(batch)
             probabilities = self.classifier.probabilities(logits)
-        except Exception as error:  # noqa: BLE001 - any runtime failure means no labels
+        except Exception as error:
             logger.exception("classifier failed on a batch of %d items", len(rows))
             raise ModelFailure(f"the classifier failed on a batch of {len(rows)} items: {error}") from error
         finally:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.schemas import ModelInfo
-from service.settings import ServiceSettings
+from fairgate.service.schemas import ModelInfo
+from fairgate.service.settings import ServiceSettings
 
 __all__ = ["ModelNotFoundError", "Runtime", "StoredModelRef", "load_runtime", "resolve_stored_model"]
 
@@ -77,15 +77,15 @@ def load_runtime(
     audit: Any = None,
 ) -> Runtime:
     """Load the models, the policy and the guard; raise with a message naming the fix."""
-    from guardrails.guard import Guard
-    from guardrails.onnx_model import OnnxTextModel
-    from guardrails.policy import default_policy_path, load_policy
-    from guardrails.scorers import OnnxToxicityScorer
-    from guardrails.store import InMemoryWindowStore
-    from service._faults import apply_faults, parse_faults
-    from service._pipeline import GuardedClassifier
-    from service.audit import AuditSettings, AuditTrail, open_audit_store
-    from service.limits import LimitSettings, ScorerDeadline
+    from fairgate.guardrails.guard import Guard
+    from fairgate.guardrails.onnx_model import OnnxTextModel
+    from fairgate.guardrails.policy import default_policy_path, load_policy
+    from fairgate.guardrails.scorers import OnnxToxicityScorer
+    from fairgate.guardrails.store import InMemoryWindowStore
+    from fairgate.service._faults import apply_faults, parse_faults
+    from fairgate.service._pipeline import GuardedClassifier
+    from fairgate.service.audit import AuditSettings, AuditTrail, open_audit_store
+    from fairgate.service.limits import LimitSettings, ScorerDeadline
 
     started = time.perf_counter()
     policy_path = settings.policy if settings.policy is not None else default_policy_path()

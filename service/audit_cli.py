@@ -1,6 +1,6 @@
 """``fairgate audit export``: the audit trail as JSONL, for auditors and other systems.
 
-Registered by :mod:`service.cli`; imports nothing heavy (SQLite and pydantic only).
+Registered by :mod:`fairgate.service.cli`; imports nothing heavy (SQLite and pydantic only).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def register(subparsers: Any, build_subparsers: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from service.audit import (
+    from fairgate.service.audit import (
         AuditError,
         AuditSettings,
         SQLiteAuditStore,

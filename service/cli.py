@@ -1,7 +1,7 @@
 """The ``fairgate`` command: one entry point, subcommands registered by their owners.
 
-Each package registers its own subcommands (``models.cli``, ``models.guard.cli``,
-``guardrails.simulate_cli``, ``service.audit_cli``), so this module only composes them.
+Each package registers its own subcommands (``fairgate.models.cli``, ``fairgate.models.guard.cli``,
+``fairgate.guardrails.simulate_cli``, ``fairgate.service.audit_cli``), so this module only composes them.
 Heavy imports (torch, bentoml) happen inside the handlers, never here, so that
 ``fairgate --help`` is instant and serving never pulls in training code.
 """
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 
 # (module, function) pairs; each function takes (subparsers, build_subparsers).
 _REGISTRARS: tuple[tuple[str, str], ...] = (
-    ("models.cli", "register"),
-    ("models.guard.cli", "register"),
-    ("guardrails.simulate_cli", "register"),
-    ("service.audit_cli", "register"),
+    ("fairgate.models.cli", "register"),
+    ("fairgate.models.guard.cli", "register"),
+    ("fairgate.guardrails.simulate_cli", "register"),
+    ("fairgate.service.audit_cli", "register"),
 )
 
 

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from guardrails.decision import GuardStatus, Reason
-from service.limits import (
+from fairgate.guardrails.decision import GuardStatus, Reason
+from fairgate.service.limits import (
     DEFAULT_MAX_TEXT_CHARS,
     MAX_GROUP_CHARS,
     GroupName,

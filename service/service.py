@@ -1,27 +1,27 @@
-"""The guarded BentoML service: ``bentoml serve service.service:Fairgate``.
+"""The guarded BentoML service: ``bentoml serve fairgate.service.service:Fairgate``.
 
 Request path (docs/CONTRACTS.md, the README): HTTP and validation here, then per adaptive batch
-``guard.screen`` -> one classifier run -> ``guard.review`` in :mod:`service._pipeline`.
+``guard.screen`` -> one classifier run -> ``guard.review`` in :mod:`fairgate.service._pipeline`.
 
 - ``POST /classify``: one ``{"text", "group"}`` object in, one result out.
 - ``POST /classify_batch``: ``{"items": [...]}`` (at most ``FAIRGATE_MAX_ITEMS``), one
   result per item in order.
   Concurrent calls of both share model runs: by default through fairgate's micro-batcher
-  (:mod:`service._batcher`), with ``FAIRGATE_BATCHING=bentoml`` through BentoML's adaptive
-  dispatcher (both APIs are then ``batchable=True``; see :mod:`service._io`).
+  (:mod:`fairgate.service._batcher`), with ``FAIRGATE_BATCHING=bentoml`` through BentoML's adaptive
+  dispatcher (both APIs are then ``batchable=True``; see :mod:`fairgate.service._io`).
 - ``GET /guardrails/status``: windows, rates, impact ratios with their upper confidence
   bound, alerts, policy version, model tags, and the worker (pid, index) that answered.
 - BentoML's ``/healthz``, ``/livez``, ``/readyz`` (ready once both models and the policy
   are loaded, in a background thread), ``/metrics`` and ``/docs.json``.
 
 Reliability and access (docs/reliability.md), as ASGI middleware in front of the routes:
-optional API keys (:mod:`service.auth`), body checks, load shedding past
+optional API keys (:mod:`fairgate.service.auth`), body checks, load shedding past
 ``FAIRGATE_MAX_CONCURRENCY`` and a request deadline, all answering 4xx or 503 with
-``Retry-After`` (:mod:`service.limits`); every flag/block decision is appended to the audit
-trail (:mod:`service.audit`) inside its batch, before the answer leaves.
+``Retry-After`` (:mod:`fairgate.service.limits`); every flag/block decision is appended to the audit
+trail (:mod:`fairgate.service.audit`) inside its batch, before the answer leaves.
 
 Serving imports neither torch nor transformers: ONNX Runtime, ``tokenizers`` and numpy.
-Settings come from ``FAIRGATE_*`` environment variables (:mod:`service.settings`); the
+Settings come from ``FAIRGATE_*`` environment variables (:mod:`fairgate.service.settings`); the
 ones that shape the BentoML class (workers, batch limits, text limit) are read when this
 module is imported, which is when BentoML builds the service.
 """
@@ -39,17 +39,17 @@ from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
-from service._batcher import MicroBatcher
-from service._io import batch_result_output, single_item_input, single_result_output
-from service.audit import AuditSettings
-from service.auth import DOC_PATHS, OPS_PATHS, ApiKeyAuth, AuthSettings
-from service.limits import (
+from fairgate.service._batcher import MicroBatcher
+from fairgate.service._io import batch_result_output, single_item_input, single_result_output
+from fairgate.service.audit import AuditSettings
+from fairgate.service.auth import DOC_PATHS, OPS_PATHS, ApiKeyAuth, AuthSettings
+from fairgate.service.limits import (
     LimitSettings,
     OpenAPIErrors,
     RequestLimits,
     install_log_redaction,
 )
-from service.schemas import (
+from fairgate.service.schemas import (
     ClassifyRequest,
     ClassifyResult,
     GuardrailsStatusResponse,
@@ -57,7 +57,7 @@ from service.schemas import (
     classify_batch_request_type,
     classify_request_type,
 )
-from service.settings import ServiceSettings
+from fairgate.service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Fairgate:
     def __init__(self) -> None:
         # BentoML's server logging shows only WARNING for loggers outside "bentoml";
         # let ours say at INFO what was loaded (never request text: see the pipeline).
-        for name in ("service", "guardrails"):
+        for name in ("fairgate",):
             if logging.getLogger(name).level == logging.NOTSET:
                 logging.getLogger(name).setLevel(logging.INFO)
         install_log_redaction()  # BentoML would log rejected bodies' text in tracebacks
@@ -125,7 +125,7 @@ class Fairgate:
         try:
             import prometheus_client
 
-            from service._runtime import load_runtime, resolve_stored_model
+            from fairgate.service._runtime import load_runtime, resolve_stored_model
 
             cls = type(self)
             classifier = resolve_stored_model(
@@ -143,7 +143,7 @@ class Fairgate:
                 limits=LIMITS,
                 audit=AUDIT,
             )
-        except Exception as error:  # noqa: BLE001 - reported by /readyz and /guardrails/status
+        except Exception as error:
             self._error = f"{type(error).__name__}: {error}"
             logger.error("fairgate cannot serve: %s", self._error)
 
@@ -170,7 +170,7 @@ class Fairgate:
         if runtime.audit is not None:
             # Durable before any answer leaves: this runs in the batch, before the results
             # go back to the callers. A decision that cannot be recorded is not answered.
-            from service.audit import AuditError
+            from fairgate.service.audit import AuditError
 
             try:
                 runtime.audit.record(items, results)
@@ -181,8 +181,8 @@ class Fairgate:
 
     async def _decide(self, items: list[ClassifyRequest]) -> Any:
         """Results for ``items``, or a 503 with the reason (queue full, model failure, not ready)."""
-        from service._batcher import QueueFull
-        from service._pipeline import ModelFailure
+        from fairgate.service._batcher import QueueFull
+        from fairgate.service._pipeline import ModelFailure
 
         if self._batcher is None:  # FAIRGATE_BATCHING=bentoml: BentoML formed the batch
             try:
@@ -257,7 +257,7 @@ class ReadinessGate:
         if scope["type"] == "http" and scope.get("path") in INFERENCE_ROUTES:
             try:
                 instance = bentoml.get_current_service()
-            except Exception:  # noqa: BLE001 - not instantiated yet
+            except Exception:
                 instance = None
             if instance is None or not instance.__is_ready__():
                 reason = instance.not_ready_reason() if instance is not None else "fairgate is starting"

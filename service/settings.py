@@ -25,7 +25,7 @@ class ServiceSettings(BaseSettings):
 
     ``workers``, ``max_batch_size``, ``max_latency_ms`` and ``max_items`` shape the BentoML
     service and its API signatures, so BentoML reads them when it imports
-    ``service.service``; the rest are read when a worker starts.
+    ``fairgate.service.service``; the rest are read when a worker starts.
     """
 
     model_config = SettingsConfigDict(env_prefix="FAIRGATE_", extra="ignore", frozen=True)

@@ -46,7 +46,7 @@ def _constant(record: str, value: float, labels: dict[str, str] | None = None) -
 
 
 def policy_rule_groups(policy: Any) -> dict[str, Any]:
-    """The rule file (as a mapping) for a validated ``guardrails.policy.Policy``."""
+    """The rule file (as a mapping) for a validated ``fairgate.guardrails.policy.Policy``."""
     rates = policy.rates
     if rates.reference != "highest":
         raise PolicyRulesError(
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if --output is stale")
     args = parser.parse_args(argv)
 
-    from guardrails.policy import load_policy
+    from fairgate.guardrails.policy import load_policy
 
     policy = load_policy(args.policy)
     source = str(args.policy) if args.policy else "guardrails/data/default_policy.yaml"

@@ -21,8 +21,8 @@ from typing import Any
 
 import bentoml
 
-from service._io import single_item_input, single_result_output
-from service.schemas import ClassifyRequest, ClassifyResult, classify_batch_request_type
+from fairgate.service._io import single_item_input, single_result_output
+from fairgate.service.schemas import ClassifyRequest, ClassifyResult, classify_batch_request_type
 
 MAX_BATCH_SIZE = int(os.environ.get("USUAL_STACK_MAX_BATCH_SIZE", "32"))
 FLAG_AT = 0.5

@@ -7,19 +7,19 @@ project's toxicity set, offline), ``detoxify:VARIANT`` (the published checkpoint
 directory (docs/CONTRACTS.md, section 1) with the six Detoxify categories.
 """
 
-from models.guard._build import GUARD_NAME, GuardBuildConfig, GuardBuildResult, build_guard
-from models.guard._categories import CATEGORIES, CATEGORY_ALIASES, canonical_category
-from models.guard._checkpoint import ConvertedGuard, keep_categories, load_detoxify_checkpoint
-from models.guard._csv import GuardDataset, LabelRule, read_guard_csv
-from models.guard._detoxify_hub import fetch_detoxify
-from models.guard._errors import (
+from fairgate.models.guard._build import GUARD_NAME, GuardBuildConfig, GuardBuildResult, build_guard
+from fairgate.models.guard._categories import CATEGORIES, CATEGORY_ALIASES, canonical_category
+from fairgate.models.guard._checkpoint import ConvertedGuard, keep_categories, load_detoxify_checkpoint
+from fairgate.models.guard._csv import GuardDataset, LabelRule, read_guard_csv
+from fairgate.models.guard._detoxify_hub import fetch_detoxify
+from fairgate.models.guard._errors import (
     CheckpointFormatError,
     GuardBuildError,
     GuardDataError,
     SourceSpecError,
     SourceUnavailableError,
 )
-from models.guard._source import (
+from fairgate.models.guard._source import (
     DETOXIFY_VARIANTS,
     BundledSource,
     CheckpointSource,
@@ -34,22 +34,22 @@ __all__ = [
     "CATEGORY_ALIASES",
     "DETOXIFY_VARIANTS",
     "GUARD_NAME",
-    "GuardBuildConfig",
-    "GuardBuildResult",
-    "build_guard",
     "BundledSource",
     "CheckpointFormatError",
     "CheckpointSource",
     "ConvertedGuard",
     "CsvSource",
     "DetoxifySource",
+    "GuardBuildConfig",
     "GuardBuildError",
+    "GuardBuildResult",
     "GuardDataError",
     "GuardDataset",
     "GuardSource",
     "LabelRule",
     "SourceSpecError",
     "SourceUnavailableError",
+    "build_guard",
     "canonical_category",
     "fetch_detoxify",
     "keep_categories",

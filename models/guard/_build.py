@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.guard._categories import CATEGORIES
-from models.guard._csv import GuardDataset, LabelRule, read_guard_csv
-from models.guard._errors import GuardDataError, SourceSpecError
-from models.guard._metadata import store_safe
-from models.guard._source import GuardSource, parse_source
+from fairgate.models.guard._categories import CATEGORIES
+from fairgate.models.guard._csv import GuardDataset, LabelRule, read_guard_csv
+from fairgate.models.guard._errors import GuardDataError, SourceSpecError
+from fairgate.models.guard._metadata import store_safe
+from fairgate.models.guard._source import GuardSource, parse_source
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -90,8 +90,8 @@ def split_guard_data(
     test, validation, train = [], [], []
     for members in (np.flatnonzero(toxic), np.flatnonzero(~toxic)):
         shuffled = rng.permutation(members)
-        n_test = int(round(len(shuffled) * test_fraction))
-        n_val = int(round(len(shuffled) * validation_fraction))
+        n_test = round(len(shuffled) * test_fraction)
+        n_val = round(len(shuffled) * validation_fraction)
         test += shuffled[:n_test].tolist()
         validation += shuffled[n_test : n_test + n_val].tolist()
         train += shuffled[n_test + n_val :].tolist()
@@ -126,7 +126,7 @@ def write_split(data: GuardDataset, path: Path) -> Path:
 
 
 def _labelled(data: GuardDataset, known: list[str], source: str):  # -> LabelledData
-    from models.datasets import LabelledData, fingerprint_records
+    from fairgate.models.datasets import LabelledData, fingerprint_records
 
     columns = [CATEGORIES.index(c) for c in known]
     targets = data.targets[:, columns].astype(np.float32)
@@ -151,9 +151,9 @@ def _train(
     splits: _Splits, config: GuardBuildConfig, source: str, progress: bool
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, Any], str]:
     """Fine-tune the base encoder on the categories the data labels; rewire to six."""
-    from models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
-    from models.finetune import FinetuneConfig, finetune, seed_everything
-    from models.guard._head import rewire_head
+    from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
+    from fairgate.models.finetune import FinetuneConfig, finetune, seed_everything
+    from fairgate.models.guard._head import rewire_head
 
     known = splits.train.known_categories
     encoder = resolve_encoder(config.base)
@@ -193,7 +193,7 @@ def _train(
 
 
 def _bundled_toxicity() -> GuardDataset:
-    from models.datasets import bundled_data_path
+    from fairgate.models.datasets import bundled_data_path
 
     return read_guard_csv(bundled_data_path(BUNDLED_TOXICITY))
 
@@ -201,8 +201,8 @@ def _bundled_toxicity() -> GuardDataset:
 def _identity_path(config: GuardBuildConfig) -> Path | None:
     if config.identity_data is not None:
         return config.identity_data
-    from models.datasets import BUNDLED_IDENTITY, bundled_data_path
-    from models.errors import DataError
+    from fairgate.models.datasets import BUNDLED_IDENTITY, bundled_data_path
+    from fairgate.models.errors import DataError
 
     try:
         return bundled_data_path(BUNDLED_IDENTITY)
@@ -214,7 +214,7 @@ def measure_identity_fpr(onnx_model: Any, path: Path | None, *, variant: str) ->
     """Per-group FPR of ``toxicity >= 0.5`` on the identity set's non-toxic sentences."""
     import pandas as pd
 
-    from models.guard.evaluation import (
+    from fairgate.models.guard.evaluation import (
         binary_labels,
         identity_false_positive_rates,
         score_texts,
@@ -238,11 +238,11 @@ def measure_identity_fpr(onnx_model: Any, path: Path | None, *, variant: str) ->
 
 def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuildResult:
     """Build, export, check, evaluate and store the guard; returns the stored tag."""
-    from guardrails.onnx_model import OnnxTextModel
-    from models.export import check_parity, export_model_directory
-    from models.guard._card import render_guard_card
-    from models.guard.evaluation import category_roc_auc, score_texts
-    from models.store import save_model_directory
+    from fairgate.guardrails.onnx_model import OnnxTextModel
+    from fairgate.models.export import check_parity, export_model_directory
+    from fairgate.models.guard._card import render_guard_card
+    from fairgate.models.guard.evaluation import category_roc_auc, score_texts
+    from fairgate.models.store import save_model_directory
 
     started = time.perf_counter()
     if config.threads is not None:
@@ -319,13 +319,13 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
         logger.info("[1/5] loading %s", source.describe())
         with tempfile.TemporaryDirectory(prefix="fairgate-detoxify-") as scratch:
             if source.kind == "checkpoint":
-                from models.guard._checkpoint import load_detoxify_checkpoint
+                from fairgate.models.guard._checkpoint import load_detoxify_checkpoint
 
                 converted = load_detoxify_checkpoint(
                     source.path, hf_config_dir=source.hf_config  # type: ignore[union-attr]
                 )
             else:
-                from models.guard._detoxify_hub import fetch_detoxify
+                from fairgate.models.guard._detoxify_hub import fetch_detoxify
 
                 converted = fetch_detoxify(source.variant, work_dir=Path(scratch))  # type: ignore[union-attr]
         model, tokenizer = converted.model, converted.tokenizer
@@ -344,7 +344,7 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
                 f"bundled:{BUNDLED_TOXICITY.as_posix()} test split "
                 f"({config.test_fraction:g}, seed {config.seed})"
             )
-        except Exception as error:  # noqa: BLE001 - evaluation data is optional here
+        except Exception as error:
             logger.warning("no evaluation data for the converted guard: %s", error)
             test, eval_name = None, None
         parity_source = test.texts if test is not None else ["you are an idiot", "have a nice day"]

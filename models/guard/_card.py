@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from models.guard._categories import CATEGORIES
+from fairgate.models.guard._categories import CATEGORIES
 
 _INTENDED_USE = (
     "Scoring short English texts for toxicity in six categories (`toxicity`, "
@@ -30,7 +30,7 @@ def _fmt(value: Any) -> str:
 
 def render_guard_card(*, name: str, metadata: Mapping[str, Any]) -> str:
     """Markdown for the guard, from the build's metadata dict."""
-    from models.card import render_model_card
+    from fairgate.models.card import render_model_card
 
     evaluation = metadata.get("evaluation", {})
     per_category = evaluation.get("per_category", {})
@@ -71,7 +71,7 @@ def render_guard_card(*, name: str, metadata: Mapping[str, Any]) -> str:
         intended_use=_INTENDED_USE,
         limitations="\n\n".join(limitations),
     )
-    lines = [card.rstrip(), "", f"## Source", "", f"`{metadata.get('source', 'n/a')}`"]
+    lines = [card.rstrip(), "", "## Source", "", f"`{metadata.get('source', 'n/a')}`"]
     detoxify = metadata.get("detoxify")
     if detoxify:
         lines += [

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.guard._categories import CATEGORIES, canonical_category, category_indices
-from models.guard._errors import CheckpointFormatError
-from models.guard._head import rewire_head
+from fairgate.models.guard._categories import CATEGORIES, canonical_category, category_indices
+from fairgate.models.guard._errors import CheckpointFormatError
+from fairgate.models.guard._head import rewire_head
 
 if TYPE_CHECKING:
     import torch

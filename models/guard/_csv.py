@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from models.guard._categories import CATEGORIES, CATEGORY_ALIASES
-from models.guard._errors import GuardDataError, SourceSpecError
+from fairgate.models.guard._categories import CATEGORIES, CATEGORY_ALIASES
+from fairgate.models.guard._errors import GuardDataError, SourceSpecError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,8 +18,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from models.guard._checkpoint import ConvertedGuard, load_detoxify_checkpoint, read_checkpoint
-from models.guard._errors import SourceUnavailableError
+from fairgate.models.guard._checkpoint import ConvertedGuard, load_detoxify_checkpoint, read_checkpoint
+from fairgate.models.guard._errors import SourceUnavailableError
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """The guard's exceptions. Each message names the bad value and the fix.
 
-They extend the pipeline's (``models.errors``), so ``fairgate`` reports them the same
+They extend the pipeline's (``fairgate.models.errors``), so ``fairgate`` reports them the same
 way: one line, no traceback.
 """
 
 from __future__ import annotations
 
-from models.errors import DataError, FairgateModelError
+from fairgate.models.errors import DataError, FairgateModelError
 
 
 class GuardBuildError(FairgateModelError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from models.guard._categories import CATEGORIES
+from fairgate.models.guard._categories import CATEGORIES
 
 if TYPE_CHECKING:
     from torch import nn

@@ -1,6 +1,6 @@
 """Metadata the BentoML store accepts: no ``None``, no NaN-turned-``None``.
 
-BentoML rejects ``None`` anywhere in a model's metadata, and ``models.store.json_safe``
+BentoML rejects ``None`` anywhere in a model's metadata, and ``fairgate.models.store.json_safe``
 turns NaN into ``None``. A figure that cannot be computed (an AUC on one class, a
 group with no sentences) must still be reported as such, never as a silent 0, so NaN
 becomes the string ``"NaN"`` and an unset option is simply left out.

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from models.guard._errors import SourceSpecError
+from fairgate.models.guard._errors import SourceSpecError
 
 DetoxifyVariant = Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"]
 DETOXIFY_VARIANTS: tuple[str, ...] = (

@@ -66,9 +66,9 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
 def _handle_build_guard(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from models.errors import FairgateModelError
-    from models.guard._build import GuardBuildConfig, build_guard
-    from models.store import model_exists
+    from fairgate.models.errors import FairgateModelError
+    from fairgate.models.guard._build import GuardBuildConfig, build_guard
+    from fairgate.models.store import model_exists
 
     if args.if_missing and model_exists(args.name):
         print(f"{args.name} is already in the store; nothing to do (--if-missing)")

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from models.guard._categories import CATEGORIES, CATEGORY_ALIASES
-from models.guard._errors import GuardDataError
+from fairgate.models.guard._categories import CATEGORIES, CATEGORY_ALIASES
+from fairgate.models.guard._errors import GuardDataError
 
 __all__ = [
     "FPR_THRESHOLD",
@@ -152,7 +152,7 @@ def binary_labels(
             )
         return out
     lowered = [v.lower() for v in text]
-    bad = sorted({v for v, low in zip(text, lowered) if low not in _TRUE | _FALSE})
+    bad = sorted({v for v, low in zip(text, lowered, strict=True) if low not in _TRUE | _FALSE})
     if bad:
         raise GuardDataError(
             f"{source}: column {column!r} is not binary (found {bad[:10]}); pass "
@@ -230,8 +230,8 @@ def evaluate_guard(
     """
     import pandas as pd
 
-    from guardrails.onnx_model import OnnxTextModel
-    from models.guard._csv import TEXT_COLUMNS
+    from fairgate.guardrails.onnx_model import OnnxTextModel
+    from fairgate.models.guard._csv import TEXT_COLUMNS
 
     data = Path(data)
     try:

@@ -1,6 +1,6 @@
 """Latency of the guard (int8 ONNX) against Detoxify's ``original`` architecture in PyTorch.
 
-``python -m models.guard.latency --data FILE`` times both on the same texts, in batches
+``python -m fairgate.models.guard.latency --data FILE`` times both on the same texts, in batches
 of 32, end to end from strings (tokenisation included), on the same number of threads.
 Detoxify ``original`` is ``BertForSequenceClassification`` on BERT-base with 6 labels;
 weights are random (the architecture, not the weights, sets the cost) and its tokenizer
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["time_batches", "measure_latency", "main"]
+__all__ = ["main", "measure_latency", "time_batches"]
 
 
 def time_batches(
@@ -56,7 +56,7 @@ def measure_latency(
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from guardrails.onnx_model import OnnxTextModel
+    from fairgate.guardrails.onnx_model import OnnxTextModel
 
     guard = OnnxTextModel.from_directory(guard_dir, variant="int8", intra_op_threads=threads)
     guard_result = time_batches(guard.predict_proba, texts, batch_size=batch_size)
@@ -89,9 +89,9 @@ def measure_latency(
 def main(argv: Sequence[str] | None = None) -> int:
     import pandas as pd
 
-    from models.store import get_stored_model
+    from fairgate.models.store import get_stored_model
 
-    parser = argparse.ArgumentParser(prog="python -m models.guard.latency", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m fairgate.models.guard.latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="fairgate-toxicity", help="store tag of the guard")
     parser.add_argument("--data", required=True, help="CSV with the texts")

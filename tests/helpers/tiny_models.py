@@ -21,15 +21,7 @@ __all__ = [
 ]
 
 # Enough words for readable test sentences; anything else splits into characters.
-TINY_WORDS = (
-    "the a an and or but not no is are was were be this that it i you he she they we "
-    "my your his her their our good bad great terrible awful excellent love hate like "
-    "product service movie film food place staff price quality fast slow broken works "
-    "very really quite so too happy sad angry kind rude nice poor best worst ever never "
-    "always people person woman man women men muslim christian jewish black white asian "
-    "gay straight old young disabled idiot stupid kill you're are am of to in on for with "
-    "would recommend again buy bought return returned delivery arrived late on time"
-).split()
+TINY_WORDS = ["the", "a", "an", "and", "or", "but", "not", "no", "is", "are", "was", "were", "be", "this", "that", "it", "i", "you", "he", "she", "they", "we", "my", "your", "his", "her", "their", "our", "good", "bad", "great", "terrible", "awful", "excellent", "love", "hate", "like", "product", "service", "movie", "film", "food", "place", "staff", "price", "quality", "fast", "slow", "broken", "works", "very", "really", "quite", "so", "too", "happy", "sad", "angry", "kind", "rude", "nice", "poor", "best", "worst", "ever", "never", "always", "people", "person", "woman", "man", "women", "men", "muslim", "christian", "jewish", "black", "white", "asian", "gay", "straight", "old", "young", "disabled", "idiot", "stupid", "kill", "you're", "are", "am", "of", "to", "in", "on", "for", "with", "would", "recommend", "again", "buy", "bought", "return", "returned", "delivery", "arrived", "late", "on", "time"]
 
 
 def _vocab() -> list[str]:
@@ -88,9 +80,9 @@ def make_tiny_model_dir(
     """
     import torch
 
-    from models.card import render_model_card
-    from models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
-    from models.export import check_parity, export_model_directory
+    from fairgate.models.card import render_model_card
+    from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
+    from fairgate.models.export import check_parity, export_model_directory
 
     path = Path(path)
     encoder_dir = make_tiny_encoder_dir(path.parent / f".{path.name}-encoder", seed=seed)
@@ -146,7 +138,7 @@ def save_tiny_model_to_store(
     """Build a tiny model directory and save it to the BentoML store; returns the tag."""
     import tempfile
 
-    from models.store import save_model_directory
+    from fairgate.models.store import save_model_directory
 
     with tempfile.TemporaryDirectory(prefix="fairgate-tiny-") as scratch:
         directory = make_tiny_model_dir(Path(scratch) / "model", task=task, labels=labels, seed=seed)

@@ -36,7 +36,6 @@ import csv
 import io
 import re
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -239,7 +238,7 @@ def group_coverage(df: pd.DataFrame) -> pd.DataFrame | None:
     import pandas as pd
 
     try:
-        from guardrails.groups import Lexicon
+        from fairgate.guardrails.groups import Lexicon
     except ImportError:
         return None
     lexicon = Lexicon.from_yaml()

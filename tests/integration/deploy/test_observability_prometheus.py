@@ -6,7 +6,7 @@ One module-scoped scenario (about a minute and a half on two cores):
 2. the test scores a pool of texts with the tiny guard itself (fp32, batch-invariant) and
    writes a policy whose flag and block thresholds split that pool, so it knows which
    texts the server will allow, flag and block;
-3. ``bentoml serve service.service:Fairgate`` starts with that policy, and Prometheus
+3. ``bentoml serve fairgate.service.service:Fairgate`` starts with that policy, and Prometheus
    (Debian's package, installed by tests/setup/prometheus.sh if missing) starts on
    127.0.0.1, scraping it every second with the committed recording and alerting rules
    plus the policy mirror generated from the test policy;
@@ -115,8 +115,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
     import bentoml
 
-    from guardrails.onnx_model import OnnxTextModel
-    from guardrails.policy import Policy
+    from fairgate.guardrails.onnx_model import OnnxTextModel
+    from fairgate.guardrails.policy import Policy
     from tests.helpers.tiny_models import TINY_WORDS, save_tiny_model_to_store
     from tests.integration.service._harness import ServiceProcess
     from tests.setup.deploy_files import load_script

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.guard import CATEGORIES
-from models.guard._build import GuardBuildConfig, build_guard
+from fairgate.models.guard import CATEGORIES
+from fairgate.models.guard._build import GuardBuildConfig, build_guard
 
 GROUPS = {
     "female", "male", "nonbinary", "christian", "muslim", "jewish", "hindu", "buddhist",
@@ -20,8 +20,8 @@ GROUPS = {
 
 @pytest.mark.slow
 def test_bundled_guard_builds_offline_and_loads_in_the_scorer():
-    from guardrails.scorers import OnnxToxicityScorer
-    from models.store import get_stored_model
+    from fairgate.guardrails.scorers import OnnxToxicityScorer
+    from fairgate.models.store import get_stored_model
 
     result = build_guard(
         GuardBuildConfig(

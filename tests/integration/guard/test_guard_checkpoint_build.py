@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.guard import CATEGORIES
-from models.guard._build import GuardBuildConfig, build_guard
+from fairgate.models.guard import CATEGORIES
+from fairgate.models.guard._build import GuardBuildConfig, build_guard
 from tests.unit.guard.tiny_detoxify import UNBIASED_CLASSES, reference_logits
 
 TEXTS = ["you are an idiot", "what a nice day", "i will hurt you", "muslim people are good"]
@@ -34,8 +34,8 @@ def built(unbiased_checkpoint: Path, hf_config_dir: Path, identity_csv: Path):
 
 
 def test_stored_guard_scores_like_the_checkpoint(built, unbiased_checkpoint, hf_config_dir):
-    from guardrails.scorers import OnnxToxicityScorer
-    from models.store import get_stored_model
+    from fairgate.guardrails.scorers import OnnxToxicityScorer
+    from fairgate.models.store import get_stored_model
 
     stored = get_stored_model(built.tag)
     assert stored.tag.startswith("guard-ckpt-test:")
@@ -56,7 +56,7 @@ def test_stored_guard_scores_like_the_checkpoint(built, unbiased_checkpoint, hf_
 
 
 def test_metadata_records_source_parity_evaluation_and_identity_fpr(built, identity_csv):
-    from models.store import get_stored_model
+    from fairgate.models.store import get_stored_model
 
     meta = get_stored_model(built.tag).metadata
     assert meta["source"].startswith("checkpoint:") and meta["source_kind"] == "checkpoint"
@@ -77,7 +77,7 @@ def test_metadata_records_source_parity_evaluation_and_identity_fpr(built, ident
 
 
 def test_model_card_reports_the_measured_figures(built):
-    from models.store import get_stored_model
+    from fairgate.models.store import get_stored_model
 
     stored = get_stored_model(built.tag)
     card = (stored.path / "MODEL_CARD.md").read_text()

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.guard import CATEGORIES
-from service.cli import main
+from fairgate.models.guard import CATEGORIES
+from fairgate.service.cli import main
 from tests.helpers.tiny_models import make_tiny_encoder_dir
 
 TOXIC = ["you are an idiot", "stupid people", "i hate you", "i will kill you", "you are stupid and rude"]
@@ -47,8 +47,8 @@ def csv_guard(tmp_path_factory, tiny_base: Path, identity_csv: Path) -> str:
 
 
 def test_single_column_csv_trains_toxicity_and_disables_the_rest(csv_guard: str, capsys):
-    from guardrails.scorers import OnnxToxicityScorer
-    from models.store import get_stored_model
+    from fairgate.guardrails.scorers import OnnxToxicityScorer
+    from fairgate.models.store import get_stored_model
 
     stored = get_stored_model(csv_guard)
     meta = stored.metadata

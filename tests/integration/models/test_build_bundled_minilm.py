@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.cli import main
+from fairgate.service.cli import main
 
 CONTRACT_GROUPS = {
     "female", "male", "nonbinary", "christian", "muslim", "jewish", "hindu", "buddhist", "atheist",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
+from fairgate.service.cli import main
 
 GOOD = ["i love this product", "great quality", "excellent service", "really good food",
         "the staff were nice", "best movie ever", "works great", "happy with the price"]
@@ -90,7 +90,7 @@ def test_build_stores_model_and_evaluate_reports(
 def test_gate_fails_build_names_group_and_stores_nothing(
     tiny_encoder_dir: Path, biased_data: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from models.store import model_exists
+    from fairgate.models.store import model_exists
 
     code = main(_build(["--name", "cli-gated", "--max-parity-difference", "0.2"],
                        tiny_encoder_dir, biased_data))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import main
+from fairgate.service.cli import main
 
 GUARD_LABELS = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack")
 
@@ -24,7 +24,7 @@ def _restore_root_logging():
 
 
 def test_multi_label_model_is_evaluated_as_a_guard(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    pytest.importorskip("models.guard.evaluation")
+    pytest.importorskip("fairgate.models.guard.evaluation")
     from tests.helpers.tiny_models import save_tiny_model_to_store
 
     tag = save_tiny_model_to_store("dispatch-guard", task="multi_label_classification", labels=GUARD_LABELS)

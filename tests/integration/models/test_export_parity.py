@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
-from models.errors import ExportParityError
-from models.export import check_parity, detect_quantization_target, export_model_directory
-from models.finetune import seed_everything
+from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
+from fairgate.models.errors import ExportParityError
+from fairgate.models.export import check_parity, detect_quantization_target, export_model_directory
+from fairgate.models.finetune import seed_everything
 
 TEXTS = ["the product is good", "terrible service never again", "i love this movie",
          "awful food and rude staff", "great quality fast delivery", "it works"]

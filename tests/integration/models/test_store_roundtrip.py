@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
-from models.export import export_model_directory
-from models.finetune import predict_logits, seed_everything
-from models.store import get_stored_model, list_stored_models, model_exists, save_model_directory
+from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
+from fairgate.models.export import export_model_directory
+from fairgate.models.finetune import predict_logits, seed_everything
+from fairgate.models.store import get_stored_model, list_stored_models, model_exists, save_model_directory
 
 TEXTS = ["the product is good", "terrible service never again", "i love this movie",
          "awful food and rude staff", "great quality fast delivery", "it works", "so so",
@@ -19,10 +19,9 @@ TEXTS = ["the product is good", "terrible service never again", "i love this mov
 def test_stored_model_predicts_the_same_labels_as_before_export(
     tiny_encoder_dir: Path, tmp_path: Path
 ) -> None:
-    from guardrails.onnx_model import OnnxTextModel
-
-    from models.datasets import LabelledData
-    from models.finetune import FinetuneConfig, finetune
+    from fairgate.guardrails.onnx_model import OnnxTextModel
+    from fairgate.models.datasets import LabelledData
+    from fairgate.models.finetune import FinetuneConfig, finetune
 
     encoder = resolve_encoder(str(tiny_encoder_dir))
     tokenizer = load_tokenizer(encoder)
@@ -59,7 +58,7 @@ def test_stored_model_predicts_the_same_labels_as_before_export(
 def test_missing_tag_is_a_store_error() -> None:
     import pytest
 
-    from models.errors import StoreError
+    from fairgate.models.errors import StoreError
 
     with pytest.raises(StoreError, match="fairgate models"):
         get_stored_model("no-such-model-here")

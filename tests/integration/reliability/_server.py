@@ -1,4 +1,4 @@
-"""A real ``bentoml serve service.service:Fairgate`` for the reliability tests.
+"""A real ``bentoml serve fairgate.service.service:Fairgate`` for the reliability tests.
 
 Kept beside the tests (not shared with tests/integration/service) so the two areas can
 change independently. Servers bind 127.0.0.1 on a free port and run in their own process
@@ -78,7 +78,7 @@ class Server:
         bentoml_cli = Path(sys.executable).with_name("bentoml")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(bentoml_cli), "serve", "service.service:Fairgate", "--host", "127.0.0.1", "--port", str(self.port)],
+                [str(bentoml_cli), "serve", "fairgate.service.service:Fairgate", "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=REPO,
                 env=self.env,
                 stdout=log,

@@ -53,7 +53,7 @@ def tiny_tags() -> tuple[str, str]:
 def texts(tiny_tags: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Texts:
     import bentoml
 
-    from guardrails.onnx_model import OnnxTextModel
+    from fairgate.guardrails.onnx_model import OnnxTextModel
 
     guard = OnnxTextModel.from_directory(bentoml.models.get(tiny_tags[1]).path, variant="fp32")
     scores = sorted((float(guard.predict_proba([t])[0][0]), t) for t in CANDIDATES)

@@ -30,7 +30,7 @@ LOAD_SECONDS = 5.0
 def export(db: Path) -> list[dict]:
     """The store as ``fairgate audit export`` writes it."""
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "audit", "export", "--since", "1d", "--db", str(db)],
+        [sys.executable, "-m", "fairgate.service.cli", "audit", "export", "--since", "1d", "--db", str(db)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from service.audit import SQLiteAuditStore
+from fairgate.service.audit import SQLiteAuditStore
 from tests.integration.reliability._server import Server, Texts, metric_total
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]

@@ -41,7 +41,7 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """``bentoml serve service.service:Fairgate`` in its own process group."""
+    """``bentoml serve fairgate.service.service:Fairgate`` in its own process group."""
 
     def __init__(self, *, env: Mapping[str, str], log_path: Path) -> None:
         self.port = free_port()
@@ -64,8 +64,8 @@ class ServiceProcess:
         }
         bentoml_cli = Path(sys.executable).with_name("bentoml")
         with log_path.open("wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed argv
-                [str(bentoml_cli), "serve", "service.service:Fairgate", "--host", "127.0.0.1", "--port", str(self.port)],
+            self.process = subprocess.Popen(
+                [str(bentoml_cli), "serve", "fairgate.service.service:Fairgate", "--host", "127.0.0.1", "--port", str(self.port)],
                 cwd=REPO,
                 env=full_env,
                 stdout=log,

@@ -9,7 +9,7 @@ and allow the other, which checks the whole path against an independent computat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -50,7 +50,7 @@ def tiny_store() -> TinyStore:
 @pytest.fixture(scope="session")
 def test_policy(tiny_store: TinyStore, tmp_path_factory: pytest.TempPathFactory) -> SplitPolicy:
     """A policy whose toxicity block threshold splits two candidate texts of the tiny guard."""
-    from guardrails.onnx_model import OnnxTextModel
+    from fairgate.guardrails.onnx_model import OnnxTextModel
 
     # fp32 on both sides: int8 dynamic quantisation scales activations per batch, so an
     # item's score moves with its batch-mates (by ~5e-5 on these tiny models, as much as

@@ -15,8 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.schemas import ClassifyResult, GuardrailsStatusResponse
-
+from fairgate.service.schemas import ClassifyResult, GuardrailsStatusResponse
 from tests.integration.service._harness import ServiceProcess, SplitPolicy, TinyStore, service_env
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]

@@ -29,9 +29,9 @@ SCRIPT = BLOCKER + textwrap.dedent(
     """
     import json, os
     import prometheus_client
-    import service.service as svc
-    from service._runtime import load_runtime, resolve_stored_model
-    from service.schemas import ClassifyRequest
+    import fairgate.service.service as svc
+    from fairgate.service._runtime import load_runtime, resolve_stored_model
+    from fairgate.service.schemas import ClassifyRequest
 
     settings = svc.SETTINGS
     runtime = load_runtime(
@@ -60,7 +60,7 @@ def test_service_imports_and_serves_without_torch(tiny_store: TinyStore, test_po
         "TOXIC": test_policy.toxic_text,
         "BENIGN": test_policy.benign_text,
     }
-    done = subprocess.run(  # noqa: S603 - fixed argv
+    done = subprocess.run(
         [sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
     )
 

@@ -27,7 +27,7 @@ def test_reviews_are_balanced_deduplicated_and_large_enough() -> None:
 def test_identity_set_has_every_group_once_per_template_and_is_non_toxic() -> None:
     identity = pd.read_csv(DATA / "identity" / "identity_sentences.csv")
     assert (identity["toxic"] == 0).all()
-    per_template = identity.groupby("template_id")["group"].apply(lambda g: sorted(g))
+    per_template = identity.groupby("template_id")["group"].apply(sorted)
     for template_id, groups in per_template.items():
         assert groups == sorted(GROUPS), f"template {template_id} lacks groups"
 

@@ -32,7 +32,7 @@ def test_three_services_with_pinned_images(compose) -> None:
     assert set(services) == {"fairgate", "prometheus", "grafana"}
     for name, service in services.items():
         image = service["image"]
-        assert ":" in image and not image.endswith(":latest") or name == "fairgate", image
+        assert (":" in image and not image.endswith(":latest")) or name == "fairgate", image
     assert services["fairgate"]["ports"] == ["3000:3000"]
     assert "/readyz" in " ".join(services["fairgate"]["healthcheck"]["test"])
 

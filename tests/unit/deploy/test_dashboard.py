@@ -106,7 +106,7 @@ def test_every_panel_queries_prometheus_with_known_series(dashboard) -> None:
 
 
 def test_threshold_line_is_the_policy_bound(dashboard) -> None:
-    from guardrails.policy import Policy
+    from fairgate.guardrails.policy import Policy
 
     bound = Policy.default().rates.impact_ratio.min
     panel = next(p for p in _panels(dashboard) if p["title"].startswith("Impact ratio per group"))

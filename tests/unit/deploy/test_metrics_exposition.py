@@ -32,7 +32,7 @@ class WordScorer:
 
 
 def filled_registry() -> CollectorRegistry:
-    from guardrails import Guard, InMemoryWindowStore, Policy
+    from fairgate.guardrails import Guard, InMemoryWindowStore, Policy
 
     data = Policy.default().model_dump()
     data["rates"]["min_samples"] = 5

@@ -17,7 +17,7 @@ def policy_rules():
 
 
 def test_committed_mirror_matches_the_default_policy(policy_rules) -> None:
-    from guardrails.policy import Policy
+    from fairgate.guardrails.policy import Policy
 
     expected = policy_rules.render(Policy.default(), source="guardrails/data/default_policy.yaml")
     committed = (PROMETHEUS / "rules" / "fairgate-policy.yml").read_text(encoding="utf-8")
@@ -30,7 +30,7 @@ def _series(rules_text: str) -> list[tuple[str, str, dict[str, str]]]:
 
 
 def test_custom_policy_becomes_constant_series(policy_rules, promtool: Path, tmp_path: Path) -> None:
-    from guardrails.policy import Policy
+    from fairgate.guardrails.policy import Policy
 
     policy = Policy.from_mapping(
         {
@@ -71,7 +71,7 @@ def test_custom_policy_becomes_constant_series(policy_rules, promtool: Path, tmp
 
 
 def test_named_reference_is_refused_with_the_way_out(policy_rules) -> None:
-    from guardrails.policy import Policy
+    from fairgate.guardrails.policy import Policy
 
     policy = Policy.from_mapping({"rates": {"reference": "female"}})
     with pytest.raises(policy_rules.PolicyRulesError, match="rates.reference 'female'.*use reference: highest"):

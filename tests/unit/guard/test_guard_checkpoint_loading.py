@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.guard import (
+from fairgate.models.guard import (
     CATEGORIES,
     CheckpointFormatError,
     keep_categories,
@@ -58,7 +58,7 @@ def test_unbiased_layout_reorders_and_drops_extra_outputs(
     assert order == [0, 1, 2, 5, 4, 3]
     np.testing.assert_allclose(ours, full[:, order], atol=1e-6)
     meta = converted.metadata["detoxify"]
-    assert meta["kept_outputs"] == dict(zip(CATEGORIES, order))
+    assert meta["kept_outputs"] == dict(zip(CATEGORIES, order, strict=True))
     assert "sexual_explicit" in meta["dropped_outputs"]
     assert "muslim" in meta["dropped_outputs"] and len(meta["dropped_outputs"]) == 10
 

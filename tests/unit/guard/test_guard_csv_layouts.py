@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.guard import CATEGORIES, GuardDataError, LabelRule, SourceSpecError, read_guard_csv
+from fairgate.models.guard import CATEGORIES, GuardDataError, LabelRule, SourceSpecError, read_guard_csv
 
 
 def _write(tmp_path: Path, text: str) -> Path:

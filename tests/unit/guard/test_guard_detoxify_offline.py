@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.guard import SourceUnavailableError, fetch_detoxify
+from fairgate.models.guard import SourceUnavailableError, fetch_detoxify
 
 
 def test_hub_offline_fails_fast_naming_the_offline_routes(tmp_path: Path, monkeypatch):

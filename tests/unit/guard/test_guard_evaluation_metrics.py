@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from models.guard import CATEGORIES, GuardDataError
-from models.guard._metadata import store_safe
-from models.guard.evaluation import (
+from fairgate.models.guard import CATEGORIES, GuardDataError
+from fairgate.models.guard._metadata import store_safe
+from fairgate.models.guard.evaluation import (
     binary_labels,
     category_roc_auc,
     identity_false_positive_rates,
     roc_auc,
 )
-from models.guard.latency import time_batches
+from fairgate.models.guard.latency import time_batches
 
 
 def test_identity_fpr_per_group_and_spread():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.guard import (
+from fairgate.models.guard import (
     BundledSource,
     CheckpointSource,
     CsvSource,

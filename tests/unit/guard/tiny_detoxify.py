@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = (
-    "you are an idiot and i will hurt you stupid hate kill nice day great film "
-    "thanks for the help women men muslim christian jewish people are good bad "
-    "this is a the of to it was really not very what"
-).split()
+WORDS = ["you", "are", "an", "idiot", "and", "i", "will", "hurt", "you", "stupid", "hate", "kill", "nice", "day", "great", "film", "thanks", "for", "the", "help", "women", "men", "muslim", "christian", "jewish", "people", "are", "good", "bad", "this", "is", "a", "the", "of", "to", "it", "was", "really", "not", "very", "what"]
 
 ORIGINAL_CLASSES = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
 UNBIASED_CLASSES = [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from guardrails.groups import GroupResolver, Lexicon
-from guardrails.policy import GroupsPolicy, Policy, PolicyError
+from fairgate.guardrails.groups import GroupResolver, Lexicon
+from fairgate.guardrails.policy import GroupsPolicy, Policy, PolicyError
 
 ALL = Policy.default().groups.allowed
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from guardrails import (
+from fairgate.guardrails import (
     Decision,
     Guard,
     GuardStatus,
@@ -20,7 +20,7 @@ from guardrails import (
     PolicyError,
     Screen,
 )
-from guardrails.policy import TOXICITY_CATEGORIES
+from fairgate.guardrails.policy import TOXICITY_CATEGORIES
 
 
 class KeywordScorer:

@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from guardrails import Guard, InMemoryWindowStore, Policy
+from fairgate.guardrails import Guard, InMemoryWindowStore, Policy
 
 from .test_guard_decisions import KeywordScorer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guardrails.onnx_model import ModelDirectoryError, OnnxTextModel
+from fairgate.guardrails.onnx_model import ModelDirectoryError, OnnxTextModel
 
 
 def test_single_label_softmax_and_metadata(model_dir_factory: Callable[..., Path]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from guardrails.policy import Policy, PolicyError, default_policy_path
+from fairgate.guardrails.policy import Policy, PolicyError, default_policy_path
 
 CASES: list[tuple[dict[str, Any], str]] = [
     (

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrails._stats import difference_lower, ratio_upper, wilson, z_one_sided
-from guardrails.policy import RateMonitorPolicy, RatesPolicy
-from guardrails.rates import RateMonitor
-from guardrails.store import InMemoryWindowStore
+from fairgate.guardrails._stats import difference_lower, ratio_upper, wilson, z_one_sided
+from fairgate.guardrails.policy import RateMonitorPolicy, RatesPolicy
+from fairgate.guardrails.rates import RateMonitor
+from fairgate.guardrails.store import InMemoryWindowStore
 
 
 def make(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardrails.store import InMemoryWindowStore, WindowCounts, WindowSpec, WindowStore
+from fairgate.guardrails.store import InMemoryWindowStore, WindowCounts, WindowSpec, WindowStore
 
 
 def test_store_satisfies_the_protocol() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from guardrails.policy import Policy
-from guardrails.simulate import simulate_rates, true_impact_ratios
-from service.cli import main
+from fairgate.guardrails.policy import Policy
+from fairgate.guardrails.simulate import simulate_rates, true_impact_ratios
+from fairgate.service.cli import main
 
 
 def small_policy(**rates: object) -> Policy:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from guardrails.onnx_model import Encoding
+from fairgate.guardrails.onnx_model import Encoding
 from loadtests._floor import length_buckets, measure_floor, run_pair
 
 

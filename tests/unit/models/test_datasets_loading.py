@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.datasets import fingerprint_records, load_labelled_data
-from models.errors import DataError
+from fairgate.models.datasets import fingerprint_records, load_labelled_data
+from fairgate.models.errors import DataError
 
 ROWS = [
     ("great product, works well", "positive", "female"),

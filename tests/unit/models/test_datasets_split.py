@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.datasets import LabelledData, fingerprint_records, split_data
+from fairgate.models.datasets import LabelledData, fingerprint_records, split_data
 
 
 def _data(n: int = 200, positive_share: float = 0.3) -> LabelledData:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from models.encoder import load_tokenizer, resolve_encoder
-from models.errors import EncoderSourceError
+from fairgate.models.encoder import load_tokenizer, resolve_encoder
+from fairgate.models.errors import EncoderSourceError
 
 
 def test_bundled_resolves_to_the_packaged_minilm() -> None:

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from models.errors import DeployGateError
-from models.evaluation import check_deploy_gate, classification_metrics, group_metrics
+from fairgate.models.errors import DeployGateError
+from fairgate.models.evaluation import check_deploy_gate, classification_metrics, group_metrics
 
 LABELS = ["negative", "positive"]
 

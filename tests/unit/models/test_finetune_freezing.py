@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.datasets import LabelledData
-from models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
-from models.finetune import (
+from fairgate.models.datasets import LabelledData
+from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
+from fairgate.models.finetune import (
     FinetuneConfig,
     finetune,
     freeze_parameters,
@@ -105,8 +105,9 @@ def test_early_stopping_restores_best_validation_loss(tiny_encoder_dir: Path) ->
     assert result.best_validation_loss == pytest.approx(min(losses))
     if result.stopped_early:
         assert result.steps < 6 * 4
-    from models.finetune import _encode, _validation_loss  # the restored model has the best loss
     import torch
+
+    from fairgate.models.finetune import _encode, _validation_loss  # the restored model has the best loss
 
     val = _data(1)
     rows = _encode(tokenizer, val.texts, 128)

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from service.audit import AuditTrail, SQLiteAuditStore
-from service.cli import main
+from fairgate.service.audit import AuditTrail, SQLiteAuditStore
+from fairgate.service.cli import main
 
 T0 = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
 

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from guardrails.decision import Reason
-from service.audit import (
+from fairgate.guardrails.decision import Reason
+from fairgate.service.audit import (
     AuditError,
     AuditRecord,
     AuditSettings,
@@ -50,7 +50,7 @@ def item(text: str, group: str | None = "female") -> SimpleNamespace:
 def trail(store: SQLiteAuditStore, *, store_text: bool = False, when: datetime = T0) -> AuditTrail:
     return AuditTrail(
         store=store, policy_version="p-7", models={"classifier": "c:1", "guard": "g:1"},
-        store_text=store_text, clock=lambda: when.timestamp(),
+        store_text=store_text, clock=when.timestamp,
     )
 
 
@@ -140,7 +140,7 @@ def test_appended_records_survive_sigkill(tmp_path: Path) -> None:
         f"""
         import sys
         from types import SimpleNamespace
-        from service.audit import SQLiteAuditStore, AuditTrail
+        from fairgate.service.audit import SQLiteAuditStore, AuditTrail
         store = SQLiteAuditStore(path={str(db)!r})
         trail = AuditTrail(store=store, policy_version="p", models={{}})
         for batch in range(100000):

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from service.auth import ApiKeyAuth, AuthError, AuthSettings, KeyRing
+from fairgate.service.auth import ApiKeyAuth, AuthError, AuthSettings, KeyRing
 
 API_KEY = "k-api-0123456789abcdef"
 OPS_KEY = "k-ops-0123456789abcdef"
@@ -117,7 +117,7 @@ def test_rejections_do_not_log_the_presented_key(caplog: pytest.LogCaptureFixtur
 
 def test_keyring_checks_every_key() -> None:
     # The check must not stop at the first key; count compare_digest calls.
-    from service import auth
+    from fairgate.service import auth
 
     calls = []
     original = auth.hmac.compare_digest

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service.limits import RequestLimits
+from fairgate.service.limits import RequestLimits
 
 
 class Probe:
@@ -196,7 +196,7 @@ def test_app_503_gets_retry_after() -> None:
 def test_openapi_document_lists_the_middleware_statuses() -> None:
     from starlette.responses import JSONResponse as Json
 
-    from service.limits import OpenAPIErrors
+    from fairgate.service.limits import OpenAPIErrors
 
     spec = {
         "openapi": "3.0.2",

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from guardrails.guard import Guard
-from guardrails.policy import TOXICITY_CATEGORIES, Policy
-from service._faults import InjectedFault, apply_faults, parse_faults
-from service.limits import ScorerDeadline, ScorerTimeoutError
+from fairgate.guardrails.guard import Guard
+from fairgate.guardrails.policy import TOXICITY_CATEGORIES, Policy
+from fairgate.service._faults import InjectedFault, apply_faults, parse_faults
+from fairgate.service.limits import ScorerDeadline, ScorerTimeoutError
 
 
 class SlowScorer:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from service._batcher import MicroBatcher, QueueFull
+from fairgate.service._batcher import MicroBatcher, QueueFull
 
 
 class Recorder:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from guardrails.guard import Guard
-from guardrails.onnx_model import Encoding
-from guardrails.policy import TOXICITY_CATEGORIES, Policy
-from service._pipeline import GuardedClassifier, ModelFailure, can_share_encoding
+from fairgate.guardrails.guard import Guard
+from fairgate.guardrails.onnx_model import Encoding
+from fairgate.guardrails.policy import TOXICITY_CATEGORIES, Policy
+from fairgate.service._pipeline import GuardedClassifier, ModelFailure, can_share_encoding
 
 PAD = 0
 

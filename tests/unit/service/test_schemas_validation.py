@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service._io import single_item_input, single_result_output
-from service.schemas import (
+from fairgate.service._io import single_item_input, single_result_output
+from fairgate.service.schemas import (
     ClassifyRequest,
     ClassifyResult,
     classify_batch_request_type,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import ServiceSettings, SettingsError
+from fairgate.service.settings import ServiceSettings, SettingsError
 
 
 def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
