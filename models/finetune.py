@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.datasets import LabelledData
+from fairgate.models.datasets import LabelledData
 
 if TYPE_CHECKING:
     import torch
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
+    "counterfactual_penalty",
+    "counterfactual_units",
     "finetune",
     "freeze_parameters",
     "layerwise_parameter_groups",
@@ -62,6 +64,9 @@ class FinetuneConfig(BaseModel):
     seed: int = 0
     eval_batch_size: int = Field(64, ge=1)
     group_by_length: bool = True
+    # Counterfactual logit pairing (Garg et al. 2019): weight of the penalty on how far the
+    # logits of texts that differ only in the identity group named drift apart. 0 = off.
+    counterfactual_weight: float = Field(0.0, ge=0)
 
 
 @dataclass(kw_only=True)
@@ -205,25 +210,100 @@ def predict_logits(
     return out
 
 
+def counterfactual_units(groups: np.ndarray | None, n: int) -> list[np.ndarray]:
+    """Rows that must share a batch: each counterfactual family, every other row alone.
+
+    ``groups[i]`` is the family id of row ``i`` (a text and its identity-swapped variants
+    share one id) or -1. Families stay whole so the pairing penalty sees both sides of a
+    pair in one forward pass: no extra model call for counterfactual logit pairing.
+    """
+    if groups is None:
+        return [np.array([i]) for i in range(n)]
+    if len(groups) != n:
+        raise ValueError(f"counterfactual groups has {len(groups)} entries for {n} training rows")
+    families: dict[int, list[int]] = {}
+    units: list[np.ndarray] = []
+    for i, family in enumerate(np.asarray(groups).tolist()):
+        if family < 0:
+            units.append(np.array([i]))
+        else:
+            families.setdefault(int(family), []).append(i)
+    units.extend(np.array(rows) for rows in families.values())
+    return units
+
+
 def _epoch_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group_by_length: bool
+    lengths: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    group_by_length: bool,
+    units: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """Index batches for one epoch, drawn from ``rng``.
 
     With ``group_by_length``, rows are shuffled, cut into chunks of 50 batches, sorted by
     length inside each chunk and batched, then the batches are shuffled: batches of
     similar lengths need far less padding (CPU time) while the order stays random.
+    ``units`` (see :func:`counterfactual_units`) keeps counterfactual families in one batch;
+    a batch then holds at least ``batch_size`` rows, or what is left.
     """
-    order = rng.permutation(len(lengths))
-    if not group_by_length:
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if units is None:
+        order = rng.permutation(len(lengths))
+        if not group_by_length:
+            return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        chunk = batch_size * 50
+        batches = []
+        for start in range(0, len(order), chunk):
+            part = order[start : start + chunk]
+            part = part[np.argsort(-lengths[part], kind="stable")]
+            batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+        return [batches[i] for i in rng.permutation(len(batches))]
+    shuffled = [units[i] for i in rng.permutation(len(units))]
     chunk = batch_size * 50
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = order[start : start + chunk]
-        part = part[np.argsort(-lengths[part], kind="stable")]
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
+    unit_batches: list[np.ndarray] = []
+    position, taken = 0, 0
+    while position < len(shuffled):
+        part: list[np.ndarray] = []
+        taken = 0
+        while position < len(shuffled) and taken < chunk:
+            part.append(shuffled[position])
+            taken += len(shuffled[position])
+            position += 1
+        if group_by_length:
+            part.sort(key=lambda unit: -int(lengths[unit].max()))
+        current: list[np.ndarray] = []
+        size = 0
+        for unit in part:
+            current.append(unit)
+            size += len(unit)
+            if size >= batch_size:
+                unit_batches.append(np.concatenate(current))
+                current, size = [], 0
+        if current:
+            unit_batches.append(np.concatenate(current))
+    return [unit_batches[i] for i in rng.permutation(len(unit_batches))]
+
+
+def counterfactual_penalty(logits: torch.Tensor, families: np.ndarray) -> torch.Tensor | None:
+    """Mean absolute deviation of each family's logits from the family mean.
+
+    For a pair this is half the absolute logit difference of Garg et al. (2019); for larger
+    families it penalises every member's drift, not only the extremes. ``families`` is the
+    family id of each row of the batch (-1: none). None when the batch holds no family.
+    """
+    import torch
+
+    ids = np.asarray(families)
+    terms = []
+    for family in np.unique(ids[ids >= 0]):
+        rows = np.flatnonzero(ids == family)
+        if len(rows) < 2:
+            continue
+        member_logits = logits[torch.as_tensor(rows)]
+        terms.append((member_logits - member_logits.mean(dim=0, keepdim=True)).abs().mean())
+    if not terms:
+        return None
+    return torch.stack(terms).mean()
 
 
 def _loss_function(config: FinetuneConfig, data: LabelledData):  # -> torch.nn.Module
@@ -278,12 +358,17 @@ def finetune(
     validation: LabelledData,
     config: FinetuneConfig,
     progress: bool = True,
+    counterfactual_groups: np.ndarray | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` in place and return it with the best validation loss restored.
 
     Early stopping: validation loss is measured ``evaluations_per_epoch`` times per epoch;
     training stops after ``early_stopping_patience`` evaluations without improvement
     (0 disables stopping, the best state is still restored).
+
+    ``counterfactual_groups`` (one family id per training row, -1 for none; see
+    :func:`counterfactual_units`) with ``config.counterfactual_weight > 0`` adds
+    counterfactual logit pairing: the loss gains ``weight * counterfactual_penalty``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -311,10 +396,6 @@ def finetune(
     pad_id = tokenizer.pad_token_id or 0
     train_rows = _encode(tokenizer, train.texts, config.max_length)
     val_rows = _encode(tokenizer, validation.texts, config.max_length)
-    eval_points = {
-        min(steps_per_epoch, round(steps_per_epoch * (k + 1) / config.evaluations_per_epoch))
-        for k in range(config.evaluations_per_epoch)
-    }
     generator = np.random.default_rng(config.seed)
     result = FinetuneResult(model=model, trainable_parameters=trainable, frozen_parameters=frozen)
     best_state = None
@@ -324,14 +405,30 @@ def finetune(
     running = 0.0
     model.train()
     bar = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=not progress, leave=True)
+    pairing = counterfactual_groups is not None and config.counterfactual_weight > 0
+    units = counterfactual_units(counterfactual_groups, len(train)) if pairing else None
+    families = np.asarray(counterfactual_groups) if pairing else None
+    running_penalty = 0.0
     try:
         lengths = np.asarray([len(r["input_ids"]) for r in train_rows])
         for epoch in range(config.epochs):
-            batches = _epoch_batches(lengths, config.batch_size, generator, config.group_by_length)
+            batches = _epoch_batches(
+                lengths, config.batch_size, generator, config.group_by_length, units
+            )
+            # Counted per epoch: families make the number of batches vary a little.
+            eval_points = {
+                min(len(batches), round(len(batches) * (k + 1) / config.evaluations_per_epoch))
+                for k in range(config.evaluations_per_epoch)
+            }
             for batch_number, idx in enumerate(batches):
                 batch = _collate([train_rows[i] for i in idx], pad_id)
                 logits = model(**batch).logits
                 loss = loss_fn(logits, _targets_tensor(train, idx))
+                if families is not None:
+                    penalty = counterfactual_penalty(logits, families[idx])
+                    if penalty is not None:
+                        loss = loss + config.counterfactual_weight * penalty
+                        running_penalty = 0.9 * running_penalty + 0.1 * penalty.item()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(
                     [p for p in model.parameters() if p.requires_grad], config.max_grad_norm
@@ -351,6 +448,7 @@ def finetune(
                 )
                 result.history.append(
                     {"epoch": epoch + 1, "step": step, "train_loss": running, "validation_loss": val_loss}
+                    | ({"counterfactual_penalty": running_penalty} if pairing else {})
                 )
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}", val_loss=f"{val_loss:.4f}")
                 logger.info("step %d epoch %d: validation loss %.4f", step, epoch + 1, val_loss)
