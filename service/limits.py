@@ -30,6 +30,7 @@ import json
 import logging
 import re
 import threading
+import unicodedata
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Annotated, Any
 
@@ -64,9 +65,24 @@ ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Cal
 # -- pydantic types ---------------------------------------------------------------------
 
 
+# Unicode categories that draw nothing: controls, format characters (zero-width space and
+# joiners, bidi marks, BOM), surrogates, unassigned code points and separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn", "Zs", "Zl", "Zp"})
+
+
+def has_visible_character(value: str) -> bool:
+    """True when some character of ``value`` draws something (not space, control or zero-width)."""
+    return any(
+        not char.isspace() and unicodedata.category(char) not in _INVISIBLE_CATEGORIES for char in value
+    )
+
+
 def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("text is empty or only whitespace; send the text to classify")
+    if not has_visible_character(value):
+        raise ValueError(
+            "text is empty or has nothing visible in it (only whitespace, zero-width or control "
+            "characters); send the text to classify"
+        )
     return value
 
 

@@ -44,7 +44,8 @@ def j(value: object) -> bytes:
 # (name, route, body, content type, expected status, fragment of the error)
 BAD_INPUTS = [
     ("empty text", "/classify", j({"text": ""}), "application/json", 400, "text: String should have at least 1 character"),
-    ("whitespace text", "/classify", j({"text": " \n\t "}), "application/json", 400, "text: text is empty or only whitespace"),
+    ("whitespace text", "/classify", j({"text": " \n\t "}), "application/json", 400, "text: text is empty or has nothing visible in it"),
+    ("zero-width text", "/classify", j({"text": "\u200b\u200b\u200b"}), "application/json", 400, "text: text is empty or has nothing visible in it"),
     ("text over the limit", "/classify", j({"text": SECRET + "x" * MAX_TEXT}), "application/json", 400, f"text: String should have at most {MAX_TEXT} characters"),
     ("invalid UTF-8", "/classify", b'{"text": "caf\xff\xfe"}', "application/json", 400, "not valid UTF-8"),
     ("truncated JSON", "/classify", b'{"text": "abc', "application/json", 400, "not valid JSON"),

@@ -32,6 +32,7 @@ def test_good_item_passes() -> None:
     [
         ({"text": ""}, "string_too_short", "text", "at least 1"),
         ({"text": " \n\t "}, "value_error", "text", "only whitespace"),
+        ({"text": "\u200b\u200b\u200b"}, "value_error", "text", "zero-width"),
         ({"text": "x" * 21}, "string_too_long", "text", "at most 20 characters"),
         ({"text": 5}, "string_type", "text", "valid string"),
         ({}, "missing", "text", "required"),

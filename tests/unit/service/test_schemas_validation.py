@@ -38,7 +38,9 @@ RESULT = {
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"text": "   "}, "text is empty or only whitespace"),
+        ({"text": "   "}, "text is empty or has nothing visible in it"),
+        ({"text": "\u200b\u200b\u200b"}, "text is empty or has nothing visible in it"),
+        ({"text": "\u200d\ufeff\x00 \u2060"}, "nothing visible"),
         ({"text": ""}, "at least 1 character"),
         ({"text": "x" * 10_001}, "at most 10000 characters"),
         ({"text": "ok", "group": "fe\x00male"}, "group contains control characters"),
