@@ -67,10 +67,6 @@ class MicroBatcher(Generic[T, R]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fairgate-batch")
         self._drainer: asyncio.Task[None] | None = None
 
-    @property
-    def queued_items(self) -> int:
-        return self._queued_items
-
     async def submit(self, items: Sequence[T]) -> list[R]:
         """Results for ``items``, computed in some batch together with other callers' items."""
         if not items:

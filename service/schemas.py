@@ -11,7 +11,7 @@ document and rejects the JSON-Schema ``examples`` list.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -168,6 +168,3 @@ class GuardrailsStatusResponse(BaseModel):
     guardrails: GuardStatus | None = Field(
         default=None, description="per-monitor, per-group windows, rates, impact ratios and alerts"
     )
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
