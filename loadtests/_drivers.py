@@ -8,6 +8,11 @@ the socket, the server's queue, the batcher) is part of the figure, as a user se
 
 Both take ``send``, a coroutine function ``payload -> status code``, so the timing logic
 is tested with a fake server and the HTTP client lives elsewhere (``loadtests._http``).
+
+Both also take their ``clock`` and ``sleep`` as keyword arguments (the real ones by
+default), so the unit tests run them in virtual time and check exact figures instead of
+wall-clock thresholds that a busy shared machine breaks. ``timeout_s`` and ``drain_s`` are
+enforced by the running event loop, so a virtual clock must be that loop's own ``time``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from loadtests._stats import LatencySummary, summarize
 P = TypeVar("P")
 Send = Callable[[P], Awaitable[int]]
 Arrival = Literal["uniform", "poisson"]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[object]]
 
 CLIENT_CAP = "client_in_flight_cap"
 TIMEOUT = "timeout"
@@ -155,7 +162,7 @@ async def _timed_send(
     record: RequestRecord,
     *,
     timeout_s: float,
-    clock: Callable[[], float],
+    clock: Clock,
     t0: float,
 ) -> None:
     try:
@@ -175,13 +182,16 @@ async def run_open_loop(
     *,
     timeout_s: float = 10.0,
     max_in_flight: int = 2000,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Clock = time.perf_counter,
+    sleep: Sleep = asyncio.sleep,
 ) -> PhaseResult:
     """Send ``payloads[i % len]`` at ``offsets[i]`` regardless of earlier completions.
 
     A request that would exceed ``max_in_flight`` is not sent and counts as an error
     (``client_in_flight_cap``), so the phase stays bounded even against a stalled server.
     Waits for every in-flight request (each bounded by ``timeout_s``) before returning.
+    ``clock`` times the records and ``sleep`` waits for each send time: a ``sleep`` that
+    wakes late stands for a busy client, whose lag must show in the latencies.
     """
     if not payloads:
         raise ValueError("run_open_loop needs at least one payload")
@@ -191,7 +201,7 @@ async def run_open_loop(
     for index, offset in enumerate(offsets):
         delay = offset - (clock() - t0)
         if delay > 0:
-            await asyncio.sleep(delay)
+            await sleep(delay)
         sent = clock() - t0
         record = RequestRecord(scheduled_s=offset, sent_s=sent, done_s=sent)
         result.records.append(record)
@@ -224,7 +234,8 @@ async def run_closed_loop(
     min_completions: int = 0,
     max_duration_s: float | None = None,
     drain_s: float = 5.0,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Clock = time.perf_counter,
+    sleep: Sleep = asyncio.sleep,
 ) -> PhaseResult:
     """``concurrency`` users send back to back for ``duration_s``, bounded by ``max_requests``.
 
@@ -237,6 +248,7 @@ async def run_closed_loop(
     starts at ``warmup_s`` or at the first answer, whichever is later), but never past
     ``max_duration_s``. ``result.window()`` gives that window. Requests still unanswered
     ``drain_s`` after the window closed are cancelled and left out of the result.
+    ``clock`` times the records and the window; ``sleep`` waits for the hard cap.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency={concurrency} must be at least 1")
@@ -278,7 +290,7 @@ async def run_closed_loop(
 
     async def watchdog() -> None:
         """Close the window at the hard cap even if every user is stuck on a request."""
-        await asyncio.sleep(max(0.0, cap - (clock() - t0)))
+        await sleep(max(0.0, cap - (clock() - t0)))
         if result.stop_s is None:
             result.stop_s = clock() - t0
         stopped.set()
