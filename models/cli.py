@@ -95,15 +95,26 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="evaluate a stored model on labelled data (overall and per group)",
         description="Accuracy, macro-F1, ROC AUC and the per-group report of a stored "
-        "classifier; for the toxicity guard (multi-label), its ROC AUC per category.",
+        "classifier; for the toxicity guard (multi-label), its ROC AUC per category and, when "
+        "the data has a group column, the identity fairness report (per-group FPR at the flag "
+        "and block thresholds, FNR, Subgroup/BPSN/BNSP AUC, counterfactual gap).",
     )
     p.add_argument("--model", required=True, help="store tag, e.g. fairgate-classifier or NAME:VERSION")
     p.add_argument("--data", required=True, help="CSV/TSV/JSONL file, bundled, or HUB_ID")
     p.add_argument("--text-column", default=None, help="default: text")
-    p.add_argument("--label-column", default=None, help="default: label")
-    p.add_argument("--group-column", default=None)
+    p.add_argument("--label-column", default=None,
+                   help="default: label (a guard: the first of label, toxic, toxicity present)")
+    p.add_argument("--group-column", default=None,
+                   help="group column for the per-group report (a guard: default group, when present)")
+    p.add_argument("--template-column", default=None,
+                   help="a guard: template column for the counterfactual gap (default: template_id, when present)")
+    p.add_argument("--flag-threshold", type=float, default=None,
+                   help="a guard: flag at toxicity >= this (default: the default policy's toxicity flag)")
+    p.add_argument("--block-threshold", type=float, default=None,
+                   help="a guard: block at toxicity >= this (default: the default policy's toxicity block)")
     p.add_argument("--positive-label", default=None)
-    p.add_argument("--min-group-size", type=int, default=5)
+    p.add_argument("--min-group-size", type=int, default=5,
+                   help="rows a group needs for its figures (fewer: NaN, insufficient samples)")
     p.add_argument("--variant", choices=["int8", "fp32"], default="int8")
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -262,13 +273,18 @@ def _evaluate_guard(args: argparse.Namespace, stored: Any) -> int:
     evaluation = evaluate_guard(
         stored.path,
         args.data,
-        label_column=args.label_column or "label",
+        label_column=args.label_column,
         positive_label=args.positive_label,
         text_column=args.text_column,
         variant=args.variant,
         model_name=stored.tag,
         max_samples=args.max_samples,
         seed=args.seed,
+        group_column=args.group_column,
+        template_column=args.template_column,
+        flag_threshold=args.flag_threshold,
+        block_threshold=args.block_threshold,
+        min_samples=args.min_group_size,
     )
     if args.scores_out:
         evaluation.write_scores(args.scores_out)

@@ -6,12 +6,15 @@ tests can assert on the text.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "DataError",
     "DeployGateError",
     "EncoderSourceError",
     "ExportParityError",
     "FairgateModelError",
+    "FairnessGateError",
     "StoreError",
 ]
 
@@ -37,6 +40,19 @@ class ExportParityError(FairgateModelError):
 
 class DeployGateError(FairgateModelError):
     """The model fails a fairness gate (parity difference or impact ratio) of the build."""
+
+
+class FairnessGateError(DeployGateError):
+    """The guard flags benign identity sentences too often, or too unevenly across groups.
+
+    Raised by ``fairgate build guard`` before anything is stored. ``failures`` lists each
+    failed check as ``{"figure", "group", "value", "limit"}`` (group None for the overall
+    rate) for callers that act on it; the message says the same in words, with the fix.
+    """
+
+    def __init__(self, message: str, *, failures: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.failures: list[dict[str, Any]] = list(failures or [])
 
 
 class StoreError(FairgateModelError, LookupError):

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 _REGISTRARS: tuple[tuple[str, str], ...] = (
     ("fairgate.models.cli", "register"),
     ("fairgate.models.guard.cli", "register"),
+    ("fairgate.models.calibrate_cli", "register"),
     ("fairgate.guardrails.simulate_cli", "register"),
     ("fairgate.service.audit_cli", "register"),
 )

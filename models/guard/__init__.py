@@ -7,6 +7,7 @@ project's toxicity set, offline), ``detoxify:VARIANT`` (the published checkpoint
 directory (docs/CONTRACTS.md, section 1) with the six Detoxify categories.
 """
 
+from fairgate.models.errors import FairnessGateError
 from fairgate.models.guard._build import GUARD_NAME, GuardBuildConfig, GuardBuildResult, build_guard
 from fairgate.models.guard._categories import CATEGORIES, CATEGORY_ALIASES, canonical_category
 from fairgate.models.guard._checkpoint import ConvertedGuard, keep_categories, load_detoxify_checkpoint
@@ -28,6 +29,15 @@ from fairgate.models.guard._source import (
     GuardSource,
     parse_source,
 )
+from fairgate.models.guard.fairness import (
+    IdentityEvalSet,
+    IdentityReport,
+    bundled_identity_eval_path,
+    check_fairness_gate,
+    identity_report,
+    measure_identity_report,
+    read_identity_eval,
+)
 
 __all__ = [
     "CATEGORIES",
@@ -40,20 +50,28 @@ __all__ = [
     "ConvertedGuard",
     "CsvSource",
     "DetoxifySource",
+    "FairnessGateError",
     "GuardBuildConfig",
     "GuardBuildError",
     "GuardBuildResult",
     "GuardDataError",
     "GuardDataset",
     "GuardSource",
+    "IdentityEvalSet",
+    "IdentityReport",
     "LabelRule",
     "SourceSpecError",
     "SourceUnavailableError",
     "build_guard",
+    "bundled_identity_eval_path",
     "canonical_category",
+    "check_fairness_gate",
     "fetch_detoxify",
+    "identity_report",
     "keep_categories",
     "load_detoxify_checkpoint",
+    "measure_identity_report",
     "parse_source",
     "read_guard_csv",
+    "read_identity_eval",
 ]

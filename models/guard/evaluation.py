@@ -2,9 +2,10 @@
 
 ``evaluate_guard`` backs ``fairgate evaluate --model fairgate-toxicity``: the ROC AUC of
 the ``toxicity`` score against a binary label column, plus the AUC of every guard
-category that has a column of its own in the file. The build uses the same functions
-for the store metadata, so the figures in the card and the ones ``fairgate evaluate``
-prints are computed one way.
+category that has a column of its own in the file, plus the identity fairness report
+(``fairness.identity_report``) when the file has a group column. The build uses the same
+functions for the store metadata, so the figures in the card and the ones
+``fairgate evaluate`` prints are computed one way.
 
 Scores come from the exported ONNX model (``int8`` by default, what serving runs), not
 from PyTorch: what we measure is what we serve.
@@ -17,15 +18,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fairgate.models.guard._categories import CATEGORIES, CATEGORY_ALIASES
 from fairgate.models.guard._errors import GuardDataError
 
+if TYPE_CHECKING:
+    from fairgate.models.guard.fairness import IdentityReport
+
 __all__ = [
     "FPR_THRESHOLD",
+    "LABEL_COLUMNS",
     "GuardEvaluation",
     "binary_labels",
     "category_roc_auc",
@@ -38,6 +43,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FPR_THRESHOLD = 0.5
+LABEL_COLUMNS = ("label", "toxic", "toxicity")  # looked for, in order, when none is named
 _TRUE = {"1", "1.0", "true", "yes"}
 _FALSE = {"0", "0.0", "false", "no"}
 
@@ -176,6 +182,7 @@ class GuardEvaluation:
     texts: list[str] = field(repr=False)
     labels: np.ndarray = field(repr=False)
     scores: np.ndarray = field(repr=False)
+    identity: IdentityReport | None = field(default=None, repr=False)
 
     def write_scores(self, path: Path | str) -> Path:
         """One CSV row per text: row, label (0/1), ``score_<category>`` (no text: the scores
@@ -202,6 +209,10 @@ class GuardEvaluation:
                 f"  ROC AUC of {category} vs column {figures['column']!r}: "
                 f"{_fmt(figures['roc_auc'])} ({figures['positives']} positive)"
             )
+        if self.identity is not None:
+            lines += self.identity.summary_lines()
+        elif "identity_report_status" in r:
+            lines.append(f"  identity report: {r['identity_report_status']}")
         return "\n".join(lines)
 
 
@@ -213,7 +224,7 @@ def evaluate_guard(
     model_dir: Path | str,
     data: Path | str,
     *,
-    label_column: str,
+    label_column: str | None = None,
     positive_label: str | None = None,
     text_column: str | None = None,
     variant: str = "int8",
@@ -221,12 +232,24 @@ def evaluate_guard(
     max_samples: int | None = None,
     seed: int = 0,
     batch_size: int = 64,
+    group_column: str | None = None,
+    template_column: str | None = None,
+    flag_threshold: float | None = None,
+    block_threshold: float | None = None,
+    min_samples: int = 5,
 ) -> GuardEvaluation:
     """ROC AUC of the guard's ``toxicity`` score against ``label_column`` of ``data``.
 
     Also the AUC of each guard category with a column in the file (named as the guard or
     Jigsaw names it, 0/1 or a fraction binarised at 0.5), other than the label column.
     ``max_samples`` keeps a seeded random sample. Runs the ONNX ``variant`` of the model.
+
+    With a group column (``group_column``; None: ``group`` if the file has one) the
+    report gains ``identity_report``: the per-group fairness figures of the toxicity
+    score against the label, at the flag and block thresholds (None: the default
+    policy's ``toxicity`` category), with the counterfactual gap when the file has a
+    template column (``template_column``; None: ``template_id`` if present).
+    ``label_column`` None takes the first of ``label``, ``toxic``, ``toxicity`` present.
     """
     import pandas as pd
 
@@ -241,7 +264,13 @@ def evaluate_guard(
     columns = [str(c) for c in frame.columns]
     if text_column is None:
         text_column = next((c for c in TEXT_COLUMNS if c in columns), "text")
-    for needed, option in ((text_column, "--text-column"), (label_column, "--label-column")):
+    if label_column is None:
+        label_column = next((c for c in LABEL_COLUMNS if c in columns), LABEL_COLUMNS[0])
+    needs = [(text_column, "--text-column"), (label_column, "--label-column")]
+    needs += [(c, o) for c, o in ((group_column, "--group-column"), (template_column, "--template-column")) if c]
+    group_column = group_column or ("group" if "group" in columns else None)
+    template_column = template_column or ("template_id" if "template_id" in columns else None)
+    for needed, option in needs:
         if needed not in columns:
             raise GuardDataError(
                 f"{data}: column {needed!r} not found (columns: {', '.join(columns)}); "
@@ -290,4 +319,28 @@ def evaluate_guard(
         "roc_auc": roc_auc(labels, scores[:, 0]),
         "categories": categories,
     }
-    return GuardEvaluation(report=report, texts=texts, labels=labels, scores=scores)
+    identity = None
+    if group_column is None:
+        report["identity_report_status"] = "not measured: no group column (name it with --group-column)"
+    else:
+        from fairgate.models.guard.fairness import identity_report, policy_toxicity_thresholds
+
+        if flag_threshold is None or block_threshold is None:
+            default_flag, default_block = policy_toxicity_thresholds()
+            flag_threshold = default_flag if flag_threshold is None else flag_threshold
+            block_threshold = default_block if block_threshold is None else block_threshold
+        identity = identity_report(
+            scores[:, 0],
+            groups=frame[group_column].tolist(),
+            templates=frame[template_column].tolist() if template_column else None,
+            toxic=labels,
+            flag_threshold=flag_threshold,
+            block_threshold=block_threshold,
+            min_samples=min_samples,
+            data=str(data),
+            variant=variant,
+        )
+        report["group_column"] = group_column
+        report["template_column"] = template_column or "none"
+        report["identity_report"] = identity.as_dict()
+    return GuardEvaluation(report=report, texts=texts, labels=labels, scores=scores, identity=identity)
