@@ -8,6 +8,13 @@ dependencies (detoxify/torch for :class:`DetoxifyScorer`) are imported where use
 from fairgate.guardrails.decision import Decision, GroupStatus, GuardStatus, MonitorStatus, Reason, Screen
 from fairgate.guardrails.groups import GroupResolver, Lexicon
 from fairgate.guardrails.guard import Guard
+from fairgate.guardrails.identity import (
+    Counterfactual,
+    CounterfactualSwapper,
+    LexiconError,
+    Mention,
+    UnknownGroupError,
+)
 from fairgate.guardrails.metrics import GuardMetrics
 from fairgate.guardrails.onnx_model import Encoding, ModelDirectoryError, OnnxTextModel
 from fairgate.guardrails.policy import Policy, PolicyError, default_policy_path
@@ -17,6 +24,8 @@ from fairgate.guardrails.simulate import SimulationResult, simulate_rates
 from fairgate.guardrails.store import InMemoryWindowStore, WindowCounts, WindowSpec, WindowStore
 
 __all__ = [
+    "Counterfactual",
+    "CounterfactualSwapper",
     "Decision",
     "DetoxifyScorer",
     "Encoding",
@@ -27,6 +36,8 @@ __all__ = [
     "GuardStatus",
     "InMemoryWindowStore",
     "Lexicon",
+    "LexiconError",
+    "Mention",
     "ModelDirectoryError",
     "MonitorStatus",
     "OnnxTextModel",
@@ -38,6 +49,7 @@ __all__ = [
     "Screen",
     "SimulationResult",
     "ToxicityScorer",
+    "UnknownGroupError",
     "WindowCounts",
     "WindowSpec",
     "WindowStore",

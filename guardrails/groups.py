@@ -7,124 +7,26 @@ never by traffic.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
+from collections.abc import Sequence
 
-import yaml
+# Lexicon and bundled_lexicon_path moved to identity.py (the one home of identity-term
+# knowledge); they stay importable from here for existing callers.
+from fairgate.guardrails.identity import CompiledLexicon, Lexicon, bundled_lexicon_path
+from fairgate.guardrails.policy import GroupsPolicy
 
-from fairgate.guardrails.policy import GroupsPolicy, PolicyError
+__all__ = [
+    "NONE",
+    "OTHER",
+    "CompiledLexicon",
+    "GroupResolver",
+    "Lexicon",
+    "RequestGroup",
+    "bundled_lexicon_path",
+]
 
 OTHER = "other"
 NONE = "none"
 RequestGroup = str | Sequence[str] | None
-
-
-def bundled_lexicon_path() -> Path:
-    """Path of the identity-term lexicon that ships with the package."""
-    return Path(str(resources.files("fairgate.guardrails") / "data" / "identity_terms.yaml"))
-
-
-@dataclass(frozen=True, slots=True)
-class Lexicon:
-    """Identity terms per axis and group (``guardrails/data/identity_terms.yaml``)."""
-
-    terms: Mapping[str, Mapping[str, tuple[str, ...]]]  # axis -> group -> terms
-
-    @classmethod
-    def from_yaml(cls, path: str | Path | None = None) -> Lexicon:
-        file = Path(path) if path is not None else bundled_lexicon_path()
-        try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise PolicyError(
-                f"groups.lexicon: file {str(file)!r} not found; fix the path or remove the key "
-                "to use the bundled lexicon"
-            ) from None
-        axes = data.get("axes") if isinstance(data, Mapping) else None
-        if not isinstance(axes, Mapping):
-            raise PolicyError(
-                f"groups.lexicon: {str(file)!r} has no 'axes' mapping; "
-                "write axes: {axis: {group: [term, ...]}}"
-            )
-        terms: dict[str, dict[str, tuple[str, ...]]] = {}
-        for axis, groups in axes.items():
-            if not isinstance(groups, Mapping):
-                raise PolicyError(f"groups.lexicon: axis {axis!r} must map groups to term lists")
-            terms[str(axis)] = {
-                str(group).lower(): tuple(_normalise(str(t)) for t in words)
-                for group, words in groups.items()
-            }
-        return cls(terms=terms)
-
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return tuple(group for groups in self.terms.values() for group in groups)
-
-    def compile(self) -> CompiledLexicon:
-        return CompiledLexicon(self)
-
-
-_WORD = re.compile(r"\w+")
-
-
-def _normalise(phrase: str) -> str:
-    """Lowercase words separated by single spaces: the form terms and n-grams share."""
-    return " ".join(_WORD.findall(phrase.lower()))
-
-
-def _plurals(term: str) -> tuple[str, ...]:
-    """Regular plurals of a term (possessives need nothing: "'s" splits off as a word)."""
-    return (term + "s", term + "es")
-
-
-class CompiledLexicon:
-    """The lexicon as one dict of n-grams; ``find(text)`` returns the groups the text mentions.
-
-    The text is split into words once and every n-gram (up to the longest term) is looked up,
-    which is whole-word by construction ("Christmas" is never "christian"), lets phrases on
-    different axes overlap ("old man": old and male), and costs a few microseconds per text
-    instead of a regex alternation per axis.
-    """
-
-    def __init__(self, lexicon: Lexicon) -> None:
-        exact: dict[str, set[str]] = {}
-        plural: dict[str, set[str]] = {}
-        for groups in lexicon.terms.values():
-            for group, words in groups.items():
-                for term in words:
-                    exact.setdefault(term, set()).add(group)
-                    for variant in _plurals(term):
-                        plural.setdefault(variant, set()).add(group)
-        # An exact term wins over a plural reading of another ("whites" is a term itself).
-        self._lookup: dict[str, set[str]] = {**plural, **exact}
-        # Word sequences that start a longer term: only these are extended to n-grams.
-        self._prefixes: set[str] = set()
-        for term in self._lookup:
-            words = term.split()
-            for k in range(1, len(words)):
-                self._prefixes.add(" ".join(words[:k]))
-
-    def find(self, text: str) -> set[str]:
-        words = _WORD.findall(text.lower())
-        found: set[str] = set()
-        lookup, prefixes = self._lookup, self._prefixes
-        count = len(words)
-        for start in range(count):
-            phrase = words[start]
-            hit = lookup.get(phrase)
-            if hit:
-                found |= hit
-            end = start + 1
-            while phrase in prefixes and end < count:
-                phrase = f"{phrase} {words[end]}"
-                hit = lookup.get(phrase)
-                if hit:
-                    found |= hit
-                end += 1
-        return found
 
 
 class GroupResolver:

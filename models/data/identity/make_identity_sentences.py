@@ -111,7 +111,7 @@ GROUPS: dict[str, Forms] = {
     "straight": Forms(axis="sexual_orientation", adj=_same("straight"),
                       a_person=(("a straight person", "straight person"),),
                       people=(("straight people", "straight people"),)),
-    "transgender": Forms(axis="sexual_orientation", adj=_same("transgender", "trans"),
+    "transgender": Forms(axis="gender", adj=_same("transgender", "transgender"),
                          a_person=(("a transgender person", "transgender"),
                                    ("a trans person", "trans")),
                          people=(("transgender people", "transgender"),

@@ -142,7 +142,7 @@ GROUPS: dict[str, Forms] = {
                       a_person=("a bisexual person",), people=("bisexual people",)),
     "straight": Forms(axis="sexual_orientation", adj=("heterosexual",),
                       a_person=("a straight person",), people=("straight people",)),
-    "transgender": Forms(axis="sexual_orientation", adj=("transgender", "trans"),
+    "transgender": Forms(axis="gender", adj=("transgender", "transgender"),
                          a_person=("a transgender person", "a trans person"),
                          people=("transgender people", "trans people")),
     "disabled": Forms(axis="disability", adj=("disabled", "deaf"),
