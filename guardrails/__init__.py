@@ -16,7 +16,8 @@ from fairgate.guardrails.identity import (
     UnknownGroupError,
 )
 from fairgate.guardrails.metrics import GuardMetrics
-from fairgate.guardrails.onnx_model import Encoding, ModelDirectoryError, OnnxTextModel
+from fairgate.guardrails.normalize import NormalizationError, TextNormalization
+from fairgate.guardrails.onnx_model import Encoding, ModelDirectoryError, OnnxTextModel, can_share_encoding
 from fairgate.guardrails.policy import Policy, PolicyError, default_policy_path
 from fairgate.guardrails.rates import RateMonitor
 from fairgate.guardrails.scorers import DetoxifyScorer, OnnxToxicityScorer, ToxicityScorer
@@ -40,6 +41,7 @@ __all__ = [
     "Mention",
     "ModelDirectoryError",
     "MonitorStatus",
+    "NormalizationError",
     "OnnxTextModel",
     "OnnxToxicityScorer",
     "Policy",
@@ -48,11 +50,14 @@ __all__ = [
     "Reason",
     "Screen",
     "SimulationResult",
+    "TextNormalization",
     "ToxicityScorer",
     "UnknownGroupError",
     "WindowCounts",
     "WindowSpec",
     "WindowStore",
+    "can_share_encoding",
     "default_policy_path",
     "simulate_rates",
 ]
+

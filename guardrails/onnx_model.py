@@ -2,8 +2,13 @@
 
 The model directory carries everything the runtime needs (``fairgate.json``, the ONNX
 files, ``tokenizer.json``), so a product can ship it without BentoML or transformers.
-``encode`` and ``run`` are split so that two models with the same tokenizer fingerprint
-can share one tokenisation of a batch (the classifier and the guard are both MiniLM).
+``encode`` and ``run`` are split so that two models that read text the same way (same
+tokenizer, truncation and input normalisation: :func:`can_share_encoding`) can share one
+tokenisation of a batch (the classifier and the guard are both MiniLM).
+
+``encode`` applies the text normalisation the manifest records (``normalization``, see
+:mod:`fairgate.guardrails.normalize`) before tokenising, so every caller feeds the model
+the text it was trained on; a manifest without the entry means no normalisation.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from fairgate.guardrails.normalize import NormalizationError, TextNormalization
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +43,17 @@ class ModelDirectoryError(ValueError):
 class Encoding:
     """One tokenised batch, padded to its longest item: int64 arrays ``[n, seq]``.
 
-    ``fingerprint`` is the sha256 of the tokenizer that produced it, so a model can refuse
-    an encoding made by a different tokenizer instead of silently mis-reading the ids.
+    ``fingerprint`` is the sha256 of the tokenizer that produced it and ``normalization``
+    the text normalisation applied before it, so a model can refuse an encoding made by a
+    different tokenizer, or of differently normalised text, instead of silently
+    mis-reading the ids.
     """
 
     input_ids: np.ndarray
     attention_mask: np.ndarray
     token_type_ids: np.ndarray
     fingerprint: str
+    normalization: TextNormalization = field(default_factory=TextNormalization.none)
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -64,6 +74,7 @@ class Encoding:
             attention_mask=mask[:, :width],
             token_type_ids=self.token_type_ids[index, :width],
             fingerprint=self.fingerprint,
+            normalization=self.normalization,
         )
 
     def as_feeds(self, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -85,9 +96,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             "rebuild the model with `fairgate build ...` or point at the store model's path"
         )
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ModelDirectoryError(f"{path} is not valid JSON ({error}); rebuild the model") from error
+    if not isinstance(manifest, dict):
+        raise ModelDirectoryError(f"{path} holds a JSON {type(manifest).__name__}, not an object; rebuild the model")
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ModelDirectoryError(
             f"{path}: format is {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}; "
@@ -99,6 +112,31 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if manifest["task"] not in TASKS:
         raise ModelDirectoryError(f"{path}: task is {manifest['task']!r}, expected one of {', '.join(TASKS)}")
     return manifest
+
+
+def read_normalization(manifest: Mapping[str, Any], *, path: Path | None = None) -> TextNormalization:
+    """The manifest's text normalisation; no ``normalization`` entry means none (older models)."""
+    try:
+        return TextNormalization.from_manifest(manifest.get("normalization"))
+    except NormalizationError as error:
+        where = path / MANIFEST_NAME if path is not None else MANIFEST_NAME
+        raise ModelDirectoryError(f"{where}: {error}") from error
+
+
+def can_share_encoding(classifier: OnnxTextModel, guard_model: OnnxTextModel | None) -> bool:
+    """Whether one tokenisation of a batch can feed both models: the one rule for sharing.
+
+    Same tokenizer file, same truncation length *and* same input normalisation: the
+    fingerprint alone is not enough, since a model truncates at its own ``max_length``
+    and tokenises the text its own normalisation produced. When this is False each model
+    encodes the raw texts itself.
+    """
+    return (
+        guard_model is not None
+        and classifier.tokenizer_fingerprint == guard_model.tokenizer_fingerprint
+        and classifier.max_length == guard_model.max_length
+        and classifier.normalization == guard_model.normalization
+    )
 
 
 def file_sha256(path: Path) -> str:
@@ -113,11 +151,13 @@ def file_sha256(path: Path) -> str:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
+    probabilities: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
+    return probabilities
 
 
 class OnnxTextModel:
@@ -140,6 +180,7 @@ class OnnxTextModel:
         variant: str = "fp32",
         path: Path | None = None,
         bucket_size: int | None = DEFAULT_BUCKET_SIZE,
+        normalization: TextNormalization | None = None,
     ) -> None:
         if task not in TASKS:
             raise ModelDirectoryError(f"task {task!r} is not one of {', '.join(TASKS)}")
@@ -154,6 +195,7 @@ class OnnxTextModel:
         if bucket_size is not None and bucket_size < 1:
             raise ValueError(f"bucket_size={bucket_size} must be at least 1 (or None for no buckets)")
         self.bucket_size = bucket_size
+        self.normalization = normalization if normalization is not None else TextNormalization.none()
         self._output_name = output_name
         self._input_names = tuple(item.name for item in session.get_inputs())
         self._configure_tokenizer()
@@ -178,6 +220,7 @@ class OnnxTextModel:
 
         directory = Path(path)
         manifest = read_manifest(directory)
+        normalization = read_normalization(manifest, path=directory)
         files: Mapping[str, str] = manifest["files"]
         if variant not in ("int8", "fp32"):
             raise ModelDirectoryError(f"variant {variant!r} is not int8 or fp32; pick one of them")
@@ -203,7 +246,14 @@ class OnnxTextModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(model_file), sess_options=options, providers=list(providers))
         tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        logger.info("loaded %s (%s) from %s", manifest["task"], variant, directory)
+        logger.info(
+            "loaded %s (%s, normalization %s/%d) from %s",
+            manifest["task"],
+            variant,
+            normalization.name,
+            normalization.version,
+            directory,
+        )
         return cls(
             tokenizer=tokenizer,
             session=session,
@@ -215,6 +265,7 @@ class OnnxTextModel:
             variant=variant,
             path=directory,
             bucket_size=bucket_size,
+            normalization=normalization,
         )
 
     def _configure_tokenizer(self) -> None:
@@ -242,18 +293,28 @@ class OnnxTextModel:
         return self._input_names
 
     def encode(self, texts: Sequence[str]) -> Encoding:
-        """Tokenise a batch in one tokenizer call, padded to its longest item."""
-        items = list(texts)
+        """Normalise and tokenise a batch in one tokenizer call, padded to its longest item.
+
+        The normalisation is the one the model was trained with (its manifest's), applied
+        here so that no caller can skip it or apply another.
+        """
+        items = self.normalization.apply(texts)
         if not items:
             empty = np.zeros((0, 0), dtype=np.int64)
-            return Encoding(empty, empty, empty, self.tokenizer_fingerprint)
+            return Encoding(empty, empty, empty, self.tokenizer_fingerprint, self.normalization)
         encodings = self._tokenizer.encode_batch(items)
         return Encoding(
             input_ids=np.asarray([e.ids for e in encodings], dtype=np.int64),
             attention_mask=np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
             token_type_ids=np.asarray([e.type_ids for e in encodings], dtype=np.int64),
             fingerprint=self.tokenizer_fingerprint,
+            normalization=self.normalization,
         )
+
+    def accepts(self, encoding: Encoding) -> bool:
+        """Whether ``encoding`` was made the way :meth:`encode` would make it (tokenizer and
+        normalisation), so :meth:`run` can read its ids."""
+        return encoding.fingerprint == self.tokenizer_fingerprint and encoding.normalization == self.normalization
 
     def run(self, encoding: Encoding) -> np.ndarray:
         """Logits ``float32 [n, n_labels]`` for the whole batch, in the batch's order.
@@ -268,6 +329,12 @@ class OnnxTextModel:
             raise ValueError(
                 "encoding was made by a different tokenizer "
                 f"({encoding.fingerprint[:12]} != {self.tokenizer_fingerprint[:12]}); "
+                "encode the batch with this model's encode()"
+            )
+        if encoding.normalization != self.normalization:
+            raise ValueError(
+                f"encoding was made from text normalised with {encoding.normalization.name!r}, "
+                f"this model reads text normalised with {self.normalization.name!r}; "
                 "encode the batch with this model's encode()"
             )
         if len(encoding) == 0:

@@ -56,9 +56,9 @@ class OnnxToxicityScorer:
     def score(self, texts: Sequence[str], *, encoding: Encoding | None = None) -> np.ndarray:
         """Scores per category; pass ``encoding`` to reuse a batch another model already tokenised.
 
-        An encoding from a different tokenizer is ignored and the batch re-encoded.
+        An encoding from a different tokenizer or normalisation is ignored and the batch re-encoded.
         """
-        if encoding is not None and encoding.fingerprint != self.model.tokenizer_fingerprint:
+        if encoding is not None and not self.model.accepts(encoding):
             encoding = None
         return self.model.predict_proba(texts, encoding=encoding)
 

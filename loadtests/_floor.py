@@ -55,10 +55,9 @@ def load_pair(
 
 
 def shares_tokenizer(classifier: Any, guard: Any) -> bool:
-    return bool(
-        classifier.tokenizer_fingerprint == guard.tokenizer_fingerprint
-        and classifier.max_length == guard.max_length
-    )
+    from fairgate.guardrails.onnx_model import can_share_encoding
+
+    return can_share_encoding(classifier, guard)
 
 
 def length_buckets(lengths: Sequence[int], bucket_size: int) -> list[np.ndarray]:

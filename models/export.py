@@ -2,8 +2,9 @@
 
 The model directory written here is the seam with serving (docs/CONTRACTS.md section 1):
 ``model.onnx`` (fp32, graph-optimised), ``model.int8.onnx``, the tokenizer files and
-``fairgate.json``. Nothing is trusted until :func:`check_parity` has compared both ONNX
-variants with the PyTorch model on held-out texts.
+``fairgate.json``, which records the text normalisation the model was trained with so
+that serving applies the same one. Nothing is trusted until :func:`check_parity` has
+compared both ONNX variants with the PyTorch model on held-out texts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from fairgate.models.errors import ExportParityError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from fairgate.guardrails.normalize import TextNormalization
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -140,9 +143,15 @@ def write_manifest(
     max_length: int,
     input_names: list[str],
     output_name: str = "logits",
+    normalization: TextNormalization | None = None,
 ) -> dict:
-    """Write ``fairgate.json`` (the runtime's only required metadata) and return it."""
-    manifest = {
+    """Write ``fairgate.json`` (the runtime's only required metadata) and return it.
+
+    ``normalization`` is the text normalisation the model was trained and evaluated
+    with; it is recorded under ``normalization`` and serving applies it before
+    tokenising. ``None`` writes no entry, which serving reads as no normalisation.
+    """
+    manifest: dict = {
         "format": MANIFEST_FORMAT,
         "task": task,
         "labels": list(labels),
@@ -151,6 +160,8 @@ def write_manifest(
         "input_names": list(input_names),
         "output_name": output_name,
     }
+    if normalization is not None:
+        manifest["normalization"] = normalization.to_manifest()
     (directory / "fairgate.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
@@ -177,8 +188,12 @@ def export_model_directory(
     quantization: QuantizationTarget | Literal["auto"] = DEFAULT_QUANTIZATION_TARGET,
     optimization_level: int = 2,
     opset: int | None = None,
+    normalization: TextNormalization | None = None,
 ) -> dict:
     """Export ``model`` to a fairgate model directory at ``output`` (created, must be empty).
+
+    ``normalization``: the text normalisation applied to the training and evaluation
+    texts; recorded in ``fairgate.json`` so serving applies it (``None``: none recorded).
 
     optimum's ``main_export`` writes the fp32 graph; ``ORTOptimizer`` fuses it (level 2:
     attention, LayerNorm, GELU fusions for CPU); ``ORTQuantizer`` writes the dynamic int8
@@ -224,7 +239,14 @@ def export_model_directory(
     tokenizer.save_pretrained(output)
     model.config.save_pretrained(output)
     input_names = _onnx_input_names(output / "model.onnx")
-    write_manifest(output, task=task, labels=labels, max_length=max_length, input_names=input_names)
+    manifest = write_manifest(
+        output,
+        task=task,
+        labels=labels,
+        max_length=max_length,
+        input_names=input_names,
+        normalization=normalization,
+    )
     return {
         "quantization_target": target,
         "quantization": {
@@ -238,6 +260,7 @@ def export_model_directory(
         },
         "optimization_level": optimization_level,
         "input_names": input_names,
+        "normalization": manifest.get("normalization"),
         "sizes_bytes": {
             "fp32": (output / "model.onnx").stat().st_size,
             "int8": (output / "model.int8.onnx").stat().st_size,

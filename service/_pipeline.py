@@ -2,7 +2,7 @@
 
 Pure Python over the ONNX classifier and the guard, no BentoML, so it is unit-tested
 in-process and the service only adds HTTP and batching around it. The batch is the unit:
-one tokenizer call (shared with the guard when both models use the same tokenizer), one
+one tokenizer call (shared with the guard when both models read text the same way), one
 guard screen, one classifier run over the items the screen let through, one review.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel
+from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel, can_share_encoding
 from fairgate.service.schemas import ClassifyResult
 
 __all__ = ["GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
@@ -32,19 +32,6 @@ class ItemLike(Protocol):
 
 class ModelFailure(RuntimeError):
     """The classifier failed on a batch: the items get an error, never a made-up label."""
-
-
-def can_share_encoding(classifier: OnnxTextModel, guard_model: OnnxTextModel | None) -> bool:
-    """Whether one tokenisation of a batch can feed both models.
-
-    Same tokenizer file *and* same truncation length: the fingerprint alone is not
-    enough, since a model truncates at its own ``max_length``.
-    """
-    return (
-        guard_model is not None
-        and classifier.tokenizer_fingerprint == guard_model.tokenizer_fingerprint
-        and classifier.max_length == guard_model.max_length
-    )
 
 
 class GuardedClassifier:

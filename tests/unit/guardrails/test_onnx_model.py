@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fairgate.guardrails.normalize import TextNormalization
 from fairgate.guardrails.onnx_model import ModelDirectoryError, OnnxTextModel
+from fairgate.guardrails.scorers import OnnxToxicityScorer
 
 
 def test_single_label_softmax_and_metadata(model_dir_factory: Callable[..., Path]) -> None:
@@ -169,3 +171,56 @@ def test_bucket_size_must_be_positive(model_dir_factory: Callable[..., Path]) ->
     path = model_dir_factory(labels=["a", "b"], task="single_label_classification")
     with pytest.raises(ValueError, match="bucket_size=0 must be at least 1"):
         OnnxTextModel.from_directory(path, variant="fp32", bucket_size=0)
+
+
+def _with_normalization(path: Path, entry: object) -> Path:
+    manifest = json.loads((path / "fairgate.json").read_text())
+    manifest["normalization"] = entry
+    (path / "fairgate.json").write_text(json.dumps(manifest))
+    return path
+
+
+def test_model_applies_its_manifests_normalisation(guard_model_dir: Path, tmp_path: Path) -> None:
+    """A handle is not the author's words: '@idiot' scores as an insult only unnormalised."""
+    plain = OnnxTextModel.from_directory(guard_model_dir, variant="fp32")
+    assert plain.normalization == TextNormalization.none()  # no entry: models built before keep serving as is
+    social = OnnxTextModel.from_directory(
+        _with_normalization(guard_model_dir, TextNormalization.social().to_manifest()), variant="fp32"
+    )
+    assert social.normalization == TextNormalization.social()
+
+    insult = plain.labels.index("insult")
+    assert plain.predict_proba(["@idiot nice day"])[0, insult] > 0.99
+    assert social.predict_proba(["@idiot nice day"])[0, insult] < 0.05
+    assert social.predict_proba(["id\u200biot"])[0, insult] > 0.99  # zero-width dodge undone
+
+
+def test_unknown_normalisation_version_is_a_model_directory_error(guard_model_dir: Path) -> None:
+    entry = {**TextNormalization.social().to_manifest(), "version": 99}
+    with pytest.raises(ModelDirectoryError, match=r"fairgate.json: text normalization 'social' is version 99"):
+        OnnxTextModel.from_directory(_with_normalization(guard_model_dir, entry), variant="fp32")
+
+
+def test_encoding_of_differently_normalised_text_is_refused(
+    model_dir_factory: Callable[..., Path],
+) -> None:
+    path = model_dir_factory(labels=["a", "b"], task="single_label_classification")
+    plain = OnnxTextModel.from_directory(path, variant="fp32")
+    social = OnnxTextModel.from_directory(
+        _with_normalization(path, TextNormalization.social().to_manifest()), variant="fp32"
+    )
+    encoding = plain.encode(["hello @bob"])
+    assert social.accepts(social.encode(["hello"])) and not social.accepts(encoding)
+    with pytest.raises(ValueError, match="normalised with 'none', this model reads text normalised with 'social'"):
+        social.run(encoding)
+
+
+def test_scorer_re_encodes_an_encoding_of_other_normalisation(guard_model_dir: Path) -> None:
+    plain = OnnxTextModel.from_directory(guard_model_dir, variant="fp32")
+    scorer = OnnxToxicityScorer(
+        model=OnnxTextModel.from_directory(
+            _with_normalization(guard_model_dir, TextNormalization.social().to_manifest()), variant="fp32"
+        )
+    )
+    scores = scorer.score(["@idiot nice day"], encoding=plain.encode(["@idiot nice day"]))
+    assert scores[0, scorer.model.labels.index("insult")] < 0.05

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fairgate.guardrails.normalize import TextNormalization
 from fairgate.guardrails.onnx_model import Encoding
 from loadtests._floor import length_buckets, measure_floor, run_pair
 
@@ -25,6 +26,7 @@ class FakeModel:
 
     def __init__(self) -> None:
         self.shapes: list[tuple[int, int]] = []
+        self.normalization = TextNormalization.none()
 
     def encode(self, texts: list[str]) -> Encoding:
         return fake_encoding([len(t.split()) for t in texts])

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fairgate.guardrails.guard import Guard
+from fairgate.guardrails.normalize import TextNormalization
 from fairgate.guardrails.onnx_model import Encoding
 from fairgate.guardrails.policy import TOXICITY_CATEGORIES, Policy
 from fairgate.service._pipeline import GuardedClassifier, ModelFailure, can_share_encoding
@@ -19,11 +20,19 @@ PAD = 0
 class FakeModel:
     """Stands in for OnnxTextModel: ids encode the text's sentiment word, runs are recorded."""
 
-    def __init__(self, *, fingerprint: str = "tok-A", max_length: int = 16, fail: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        fingerprint: str = "tok-A",
+        max_length: int = 16,
+        fail: bool = False,
+        normalization: TextNormalization | None = None,
+    ) -> None:
         self.labels = ("negative", "positive")
         self.task = "single_label_classification"
         self.tokenizer_fingerprint = fingerprint
         self.max_length = max_length
+        self.normalization = normalization or TextNormalization.none()
         self.encode_calls: list[list[str]] = []
         self.run_batches: list[Encoding] = []
         self.fail = fail
@@ -146,6 +155,23 @@ def test_same_tokenizer_but_other_truncation_is_not_shared() -> None:
     assert can_share_encoding(FakeModel(max_length=16), FakeModel(max_length=16))  # type: ignore[arg-type]
     assert not can_share_encoding(FakeModel(max_length=16), FakeModel(max_length=32))  # type: ignore[arg-type]
     assert not can_share_encoding(FakeModel(), None)  # type: ignore[arg-type]
+
+
+def test_same_tokenizer_but_other_normalisation_is_not_shared() -> None:
+    social = TextNormalization.social()
+    assert can_share_encoding(FakeModel(normalization=social), FakeModel(normalization=social))  # type: ignore[arg-type]
+    assert not can_share_encoding(FakeModel(), FakeModel(normalization=social))  # type: ignore[arg-type]
+
+    scorer = FakeScorer()
+    guard = Guard(policy=_policy(), scorer=scorer, registry=CollectorRegistry())
+    pipeline = GuardedClassifier(
+        classifier=FakeModel(),  # type: ignore[arg-type]
+        guard=guard,
+        guard_model=FakeModel(normalization=social),  # type: ignore[arg-type]
+    )
+    assert not pipeline.share_encoding
+    pipeline.classify([Item("good"), Item("bad")])
+    assert scorer.encodings == [None], "the guard tokenises its own normalised texts"
 
 
 def test_classifier_failure_raises_model_failure_not_a_label() -> None:
