@@ -12,13 +12,14 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from fairgate.guardrails.normalize import TextNormalization
 from fairgate.models.datasets import (
     BUNDLED_IDENTITY,
     DataSplits,
@@ -71,6 +72,9 @@ class ClassifierBuildConfig(BaseModel):
     int8_min_agreement: float = Field(0.99, ge=0, le=1)
     parity_samples: int = Field(512, ge=1)
     quantization: Literal["auto", "avx512_vnni", "avx512", "avx2", "arm64"] = "auto"
+    # The input normalisation trained with and recorded in the manifest (serving applies it).
+    # The guard's default too, so the service can share one tokenizer call between them.
+    normalization: Literal["social", "none"] = "social"
     output_dir: Path | None = None
     torch_threads: int | None = Field(None, ge=1)
 
@@ -208,6 +212,17 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
     if threads is not None:
         torch.set_num_threads(threads)
     data, splits = _load_splits(config)
+    normalization = (
+        TextNormalization.social() if config.normalization == "social" else TextNormalization.none()
+    )
+    # Training and parity texts are normalised here; evaluation goes through the exported
+    # model, which applies its manifest's normalisation itself.
+    splits = DataSplits(
+        train=replace(splits.train, texts=normalization.apply(splits.train.texts)),
+        validation=replace(splits.validation, texts=normalization.apply(splits.validation.texts)),
+        test=splits.test,
+        seed=splits.seed,
+    )
     labels = list(splits.train.labels)
     task = "single_label_classification"
     logger.info(
@@ -240,7 +255,7 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
         model_dir = Path(scratch) / "model"
         export = export_model_directory(
             model, tokenizer, model_dir, task=task, labels=labels,
-            max_length=max_length, quantization=config.quantization,
+            max_length=max_length, quantization=config.quantization, normalization=normalization,
         )
         parity = check_parity(
             torch_model=model, tokenizer=tokenizer, model_dir=model_dir,

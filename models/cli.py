@@ -83,6 +83,8 @@ def _register_build(build_subparsers: argparse._SubParsersAction) -> None:
         choices=["avx2", "auto", "avx512_vnni", "avx512", "arm64"],
         help="int8 config: avx2 (default; runs on every AVX2 host) or auto (match this CPU)",
     )
+    ex.add_argument("--normalization", choices=["social", "none"], default="social",
+                    help="input normalisation trained with and recorded in the manifest (default: social)")
     ex.add_argument("--parity-tolerance", type=float, default=1e-3, help="fp32 max |logit diff|")
     ex.add_argument("--int8-min-agreement", type=float, default=0.99)
     ex.add_argument("--output-dir", default=None, help="also copy the model directory here")
@@ -193,6 +195,7 @@ def _handle_build(args: argparse.Namespace) -> int:
             parity_tolerance=args.parity_tolerance,
             int8_min_agreement=args.int8_min_agreement,
             quantization=args.quantization,
+            normalization=args.normalization,
             output_dir=args.output_dir,
             torch_threads=args.threads,
         )

@@ -13,11 +13,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from fairgate.models.errors import FairnessGateError
+from fairgate.models.guard._augment import Swapper, augment_training_data, normalise_dataset
 from fairgate.models.guard._categories import CATEGORIES
 from fairgate.models.guard._csv import GuardDataset, LabelRule, read_guard_csv
 from fairgate.models.guard._errors import GuardDataError, SourceSpecError
@@ -27,10 +29,16 @@ from fairgate.models.guard._source import GuardSource, parse_source
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from fairgate.guardrails.normalize import TextNormalization
+    from fairgate.models.guard.fairness import IdentityReport
+
 logger = logging.getLogger(__name__)
 
 GUARD_NAME = "fairgate-toxicity"
 BUNDLED_TOXICITY = Path("toxicity") / "toxicity.csv"
+# Benign text never trained on: the recommended thresholds are calibrated on it.
+BUNDLED_CALIBRATION = Path("toxicity") / "calibration" / "benign_calibration.txt"
+BUNDLED_IDENTITY_EVAL = Path("identity_eval") / "identity_eval.csv"
 
 
 class GuardBuildConfig(BaseModel):
@@ -60,6 +68,27 @@ class GuardBuildConfig(BaseModel):
     parity_texts: int = Field(256, ge=1)
     test_split_out: Path | None = None
     threads: int | None = Field(None, ge=1)
+    # Fair and robust by default (docs/guard.md): the input normalisation recorded in the
+    # manifest ("auto": social-media rules for guards trained here, none for converted
+    # checkpoints, which were trained on raw text), identity-swapped copies per training
+    # text that names a group, noisy copies, and counterfactual logit pairing.
+    normalization: Literal["auto", "social", "none"] = "auto"
+    counterfactual_variants: int = Field(1, ge=0)
+    counterfactual_weight: float = Field(1.0, ge=0)
+    noise_fraction: float = Field(0.25, ge=0, le=1)
+    freeze_embeddings: bool = True
+    # The fairness gate, on the identity evaluation set (kept apart from training by
+    # template) at the recommended thresholds: nothing is stored when it fails.
+    identity_eval_data: Path | None = None
+    fairness_gate: bool = True
+    fairness_max_flag_rate: float = Field(0.05, ge=0, le=1)
+    fairness_max_spread: float = Field(0.10, ge=0, le=1)
+    # Recommended thresholds, calibrated on benign text never trained on, with a stated
+    # guarantee: P(false-block rate > max_false_block) <= 1 - calibration_confidence.
+    calibration_data: Path | None = None
+    max_false_block: float = Field(0.01, gt=0, lt=1)
+    max_false_flag: float = Field(0.05, gt=0, lt=1)
+    calibration_confidence: float = Field(0.95, gt=0, lt=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +177,11 @@ def _cap(data: GuardDataset, rows: int | None, seed: int) -> GuardDataset:
 
 
 def _train(
-    splits: _Splits, config: GuardBuildConfig, source: str, progress: bool
+    splits: _Splits,
+    config: GuardBuildConfig,
+    source: str,
+    progress: bool,
+    families: np.ndarray | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, Any], str]:
     """Fine-tune the base encoder on the categories the data labels; rewire to six."""
     from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
@@ -167,6 +200,8 @@ def _train(
         max_length=config.max_length,
         class_weights=config.class_weights,  # type: ignore[arg-type]
         seed=config.seed,
+        freeze_embeddings=config.freeze_embeddings,
+        counterfactual_weight=config.counterfactual_weight if families is not None else 0.0,
     )
     result = finetune(
         model,
@@ -175,6 +210,7 @@ def _train(
         validation=_labelled(splits.validation, known, source),
         config=finetune_config,
         progress=progress,
+        counterfactual_groups=families,
     )
     rewire_head(model, [known.index(c) if c in known else None for c in CATEGORIES])
     model.eval()
@@ -236,6 +272,153 @@ def measure_identity_fpr(onnx_model: Any, path: Path | None, *, variant: str) ->
     return figures
 
 
+def _normalization(config: GuardBuildConfig, *, trained: bool) -> TextNormalization:
+    """The input normalisation the model is trained and served with (see the config)."""
+    from fairgate.guardrails.normalize import TextNormalization
+
+    wanted = config.normalization
+    if wanted == "auto":
+        wanted = "social" if trained else "none"
+    return TextNormalization.social() if wanted == "social" else TextNormalization.none()
+
+
+def _swapper() -> Swapper:
+    from fairgate.guardrails.identity import CounterfactualSwapper, Lexicon
+
+    return CounterfactualSwapper(lexicon=Lexicon.from_yaml())
+
+
+# Categories whose scores act in the default policy: any of them at or above the block
+# threshold blocks, any of all six at or above the flag threshold flags.
+_BLOCKING = ("toxicity", "severe_toxicity", "threat", "identity_attack")
+# A block needs the guard to call toxicity more likely than not, whatever the calibration
+# sample says; raising a calibrated threshold only lowers the false-block rate.
+_MIN_BLOCK = 0.5
+
+
+def _recommended_thresholds(onnx_model: Any, config: GuardBuildConfig) -> dict[str, Any]:
+    """Block and flag thresholds with a stated false-block (false-flag) guarantee.
+
+    One threshold per action, shared by the categories that take it, calibrated on the
+    *maximum* of their scores per benign text: "any category blocks" is then exactly
+    "max >= threshold", so the guarantee covers the union with no Bonferroni split
+    (which would need about 1,750 calibration texts at 1% and 95% over four categories).
+    """
+    from fairgate.guardrails.calibration import CalibrationError, calibrate_threshold
+    from fairgate.models.guard.evaluation import score_texts
+
+    path = config.calibration_data or _bundled_path(BUNDLED_CALIBRATION)
+    if path is None or not Path(path).is_file():
+        logger.warning("calibration set not found (%s); no recommended thresholds", path)
+        return {"status": f"calibration set not found ({path})"}
+    texts = _read_lines(Path(path))
+    scores = score_texts(onnx_model, texts)
+    blocking = [CATEGORIES.index(c) for c in _BLOCKING]
+    try:
+        block = calibrate_threshold(
+            scores[:, blocking].max(axis=1),
+            max_rate=config.max_false_block,
+            confidence=config.calibration_confidence,
+        )
+        flag = calibrate_threshold(
+            scores.max(axis=1), max_rate=config.max_false_flag, confidence=config.calibration_confidence
+        )
+    except CalibrationError as error:
+        logger.warning("thresholds not calibrated: %s", error)
+        return {"status": f"not calibrated: {error}"}
+    block_at = round(max(block.threshold, _MIN_BLOCK) + 5e-4, 3)
+    flag_at = round(min(flag.threshold + 5e-4, block_at), 3)
+    categories: dict[str, dict[str, float]] = {c: {"flag": flag_at, "block": block_at} for c in _BLOCKING}
+    categories.update({c: {"flag": flag_at} for c in CATEGORIES if c not in _BLOCKING})
+    blocked = float(np.mean(scores[:, blocking].max(axis=1) >= block_at))
+    flagged = float(np.mean(scores.max(axis=1) >= flag_at))
+    return {
+        "method": "order-statistic bound on the max score over the acting categories",
+        "guarantee": (
+            f"P(false-block rate > {config.max_false_block:g}) <= {1 - config.calibration_confidence:.2g} "
+            f"and P(false-flag rate > {config.max_false_flag:g}) <= {1 - config.calibration_confidence:.2g}, "
+            "for benign text like the calibration set"
+        ),
+        "data": str(path),
+        "data_fingerprint": _fingerprint(texts),
+        "n": len(texts),
+        "confidence": config.calibration_confidence,
+        "block": {**block.__dict__, "applied": block_at, "calibration_blocked": blocked},
+        "flag": {**flag.__dict__, "applied": flag_at, "calibration_flagged": flagged},
+        "categories": categories,
+    }
+
+
+def _identity_report(
+    onnx_model: Any, config: GuardBuildConfig, *, flag: float, block: float
+) -> IdentityReport | None:
+    from fairgate.models.guard.fairness import measure_identity_report
+
+    path = config.identity_eval_data or _bundled_path(BUNDLED_IDENTITY_EVAL)
+    if path is None or not Path(path).is_file():
+        logger.warning("identity evaluation set not found (%s); no identity report", path)
+        return None
+    return measure_identity_report(
+        onnx_model, path, flag_threshold=flag, block_threshold=block, variant="int8"
+    )
+
+
+def _gate(report: IdentityReport | None, config: GuardBuildConfig) -> dict[str, Any]:
+    """Raise ``FairnessGateError`` (nothing stored) unless the guard passes or the gate is off."""
+    from fairgate.models.guard.fairness import check_fairness_gate
+
+    limits = {
+        "max_benign_flag_rate": config.fairness_max_flag_rate,
+        "max_flag_rate_spread": config.fairness_max_spread,
+    }
+    if not config.fairness_gate:
+        logger.warning("fairness gate skipped (--no-fairness-gate): this guard was not checked")
+        return {"status": "skipped (--no-fairness-gate)", **limits}
+    if report is None:
+        raise FairnessGateError(
+            "fairness gate: no identity evaluation set to check the guard on; pass "
+            "--identity-eval-data FILE (template_id,text,group,toxic) or --no-fairness-gate"
+        )
+    check_fairness_gate(
+        report,
+        max_benign_flag_rate=config.fairness_max_flag_rate,
+        max_flag_rate_spread=config.fairness_max_spread,
+    )
+    return {"status": "passed", **limits}
+
+
+def _bundled_path(relative: Path) -> Path | None:
+    from fairgate.models.datasets import bundled_data_path
+    from fairgate.models.errors import DataError
+
+    try:
+        return bundled_data_path(relative)
+    except DataError:
+        return None
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Texts of a calibration file: one per line (``#`` comments skipped), or a CSV's ``text``."""
+    if path.suffix.lower() in (".csv", ".tsv"):
+        import pandas as pd
+
+        frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str)
+        if "text" not in frame.columns:
+            raise GuardDataError(f"{path}: a calibration CSV needs a 'text' column")
+        return [t for t in frame["text"].fillna("").tolist() if t.strip()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _fingerprint(texts: list[str]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\n")
+    return f"sha256:{digest.hexdigest()}"
+
+
 def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuildResult:
     """Build, export, check, evaluate and store the guard; returns the stored tag."""
     from fairgate.guardrails.onnx_model import OnnxTextModel
@@ -285,19 +468,35 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
         )
         if config.test_split_out is not None:
             write_split(splits.test, config.test_split_out)
+        normalizer = _normalization(config, trained=True)
         splits = _Splits(
-            train=_cap(splits.train, config.max_train_rows, config.seed),
-            validation=splits.validation,
-            test=splits.test,
+            train=normalise_dataset(_cap(splits.train, config.max_train_rows, config.seed), normalizer),
+            validation=normalise_dataset(splits.validation, normalizer),
+            test=normalise_dataset(splits.test, normalizer),
         )
+        train_rows = len(splits.train)  # before augmentation: what the data split gave
+        augmented = augment_training_data(
+            splits.train,
+            swapper=_swapper() if config.counterfactual_variants else None,
+            variants_per_text=config.counterfactual_variants,
+            noise_fraction=config.noise_fraction,
+            normalizer=normalizer,
+            seed=config.seed,
+        )
+        splits = _Splits(train=augmented.data, validation=splits.validation, test=splits.test)
         logger.info(
-            "[2/5] fine-tuning on %d rows (%s), validation %d, test %d",
+            "[2/5] fine-tuning on %d rows (%s; %d counterfactual and %d noisy copies), "
+            "validation %d, test %d",
             len(splits.train),
             ", ".join(dataset.known_categories),
+            augmented.summary["counterfactual_copies"],
+            augmented.summary["noisy_copies"],
             len(splits.validation),
             len(splits.test),
         )
-        model, tokenizer, training, base = _train(splits, config, data_name, progress)
+        families = augmented.families if (augmented.families >= 0).any() else None
+        model, tokenizer, training, base = _train(splits, config, data_name, progress, families)
+        training["augmentation"] = augmented.summary
         untrained = [c for c in CATEGORIES if c not in dataset.known_categories]
         test, parity_source = splits.test, splits.validation.texts
         eval_name = f"{data_name} held-out test split ({config.test_fraction:g}, seed {config.seed})"
@@ -308,7 +507,7 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
             "columns": dataset.columns,
             "rows": len(dataset),
             "sizes": {
-                "train": len(splits.train),
+                "train": train_rows,
                 "validation": len(splits.validation),
                 "test": len(splits.test),
             },
@@ -329,6 +528,7 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
 
                 converted = fetch_detoxify(source.variant, work_dir=Path(scratch))  # type: ignore[union-attr]
         model, tokenizer = converted.model, converted.tokenizer
+        normalizer = _normalization(config, trained=False)
         metadata.update(converted.metadata)
         base = f"Detoxify {converted.metadata['detoxify']['model_name']} ({converted.metadata['detoxify']['model_type']})"
         logger.info("[2/5] no training: converted checkpoint")
@@ -347,7 +547,9 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
         except Exception as error:
             logger.warning("no evaluation data for the converted guard: %s", error)
             test, eval_name = None, None
-        parity_source = test.texts if test is not None else ["you are an idiot", "have a nice day"]
+        parity_source = normalizer.apply(
+            test.texts if test is not None else ["you are an idiot", "have a nice day"]
+        )
         metadata["data"] = {"source": "none (converted checkpoint, not trained here)"}
         metadata["training"] = {
             "note": "not trained here: converted from a Detoxify checkpoint as published"
@@ -355,6 +557,7 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
 
     metadata["base"] = base
     metadata["untrained_categories"] = untrained
+    metadata["normalization"] = normalizer.to_manifest()
     max_length = _max_length(config.max_length, tokenizer)
     parity_texts = list(parity_source)[: config.parity_texts]
     with tempfile.TemporaryDirectory(prefix="fairgate-guard-") as scratch:
@@ -367,6 +570,7 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
             task="multi_label_classification",
             labels=list(CATEGORIES),
             max_length=max_length,
+            normalization=normalizer,
         )
         logger.info("[4/5] parity check on %d texts", len(parity_texts))
         parity = check_parity(
@@ -403,12 +607,37 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
         metadata["identity_fpr"] = measure_identity_fpr(
             onnx_model, _identity_path(config), variant="int8"
         )
+        recommended = _recommended_thresholds(onnx_model, config)
+        metadata["recommended_thresholds"] = recommended
+        toxicity = recommended.get("categories", {}).get("toxicity", {})
+        report = _identity_report(
+            onnx_model,
+            config,
+            flag=toxicity.get("flag", 0.5),
+            block=toxicity.get("block", 0.8),
+        )
+        metadata["identity_report"] = report.as_dict() if report is not None else {
+            "status": "identity evaluation set not found"
+        }
+        metadata["fairness_gate"] = _gate(report, config)
         # Headline figures where `fairgate models` looks for them (metadata["metrics"]).
         per_category = metadata["evaluation"].get("per_category", {})
         metadata["metrics"] = {
             "roc_auc": per_category.get("toxicity", {}).get("roc_auc", float("nan")),
             "mean_roc_auc": metadata["evaluation"].get("mean_roc_auc", float("nan")),
             "identity_fpr_spread": metadata["identity_fpr"].get("spread", float("nan")),
+            **(
+                {
+                    "identity_benign_flag_rate": report.benign_flag_rate,
+                    "identity_flag_rate_spread": report.flag_rate_spread,
+                    "identity_toxic_recall": report.toxic_recall_flag,
+                    "identity_counterfactual_gap": (
+                        report.counterfactual.mean_gap if report.counterfactual else float("nan")
+                    ),
+                }
+                if report is not None
+                else {}
+            ),
         }
         metadata["build_seconds"] = round(time.perf_counter() - started, 1)
         (output / "MODEL_CARD.md").write_text(

@@ -57,6 +57,30 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
     parser.add_argument("--parity-tolerance", type=float, default=1e-3, help="fp32 max |logit diff|")
     parser.add_argument("--int8-min-agreement", type=float, default=0.99,
                         help="minimum int8 agreement of thresholded labels")
+    fair = parser.add_argument_group("fairness and robustness (docs/guard.md)")
+    fair.add_argument("--normalization", choices=("auto", "social", "none"), default="auto",
+                      help="input normalisation, recorded in the manifest (auto: social for trained guards)")
+    fair.add_argument("--counterfactual-variants", type=int, default=1,
+                      help="identity-swapped copies per training text that names a group (0: off)")
+    fair.add_argument("--counterfactual-weight", type=float, default=1.0,
+                      help="counterfactual logit pairing weight (0: off)")
+    fair.add_argument("--noise-fraction", type=float, default=0.25,
+                      help="share of training texts that gain a noisy social-media-form copy")
+    fair.add_argument("--train-embeddings", action="store_true",
+                      help="fine-tune the word embeddings too (default: frozen)")
+    fair.add_argument("--identity-eval-data", type=Path,
+                      help="identity evaluation set for the report and gate (default: bundled)")
+    fair.add_argument("--no-fairness-gate", action="store_true",
+                      help="store the guard even if it fails the fairness gate (recorded in the metadata)")
+    fair.add_argument("--fairness-max-flag-rate", type=float, default=0.05,
+                      help="gate: most benign identity rows flagged, overall and per group")
+    fair.add_argument("--fairness-max-spread", type=float, default=0.10,
+                      help="gate: largest flag-rate difference between groups")
+    fair.add_argument("--calibration-data", type=Path,
+                      help="benign texts never trained on, for the recommended thresholds (default: bundled)")
+    fair.add_argument("--max-false-block", type=float, default=0.01)
+    fair.add_argument("--max-false-flag", type=float, default=0.05)
+    fair.add_argument("--calibration-confidence", type=float, default=0.95)
     parser.add_argument("--if-missing", action="store_true", help="do nothing when NAME is already stored")
     parser.add_argument("--json", action="store_true", help="print the stored metadata as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -66,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
 def _handle_build_guard(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from fairgate.models.errors import FairgateModelError
+    from fairgate.models.errors import DeployGateError, FairgateModelError
     from fairgate.models.guard._build import GuardBuildConfig, build_guard
     from fairgate.models.store import model_exists
 
@@ -95,11 +119,27 @@ def _handle_build_guard(args: argparse.Namespace) -> int:
             int8_min_agreement=args.int8_min_agreement,
             test_split_out=args.test_split_out,
             threads=args.threads,
+            normalization=args.normalization,
+            counterfactual_variants=args.counterfactual_variants,
+            counterfactual_weight=args.counterfactual_weight,
+            noise_fraction=args.noise_fraction,
+            freeze_embeddings=not args.train_embeddings,
+            identity_eval_data=args.identity_eval_data,
+            fairness_gate=not args.no_fairness_gate,
+            fairness_max_flag_rate=args.fairness_max_flag_rate,
+            fairness_max_spread=args.fairness_max_spread,
+            calibration_data=args.calibration_data,
+            max_false_block=args.max_false_block,
+            max_false_flag=args.max_false_flag,
+            calibration_confidence=args.calibration_confidence,
         )
         result = build_guard(config, progress=not args.no_progress)
     except ValidationError as error:
         print(f"fairgate build guard: invalid option: {error}", file=sys.stderr)
         return 2
+    except DeployGateError as error:  # the fairness gate: nothing was stored
+        print(f"fairgate build guard: {error}", file=sys.stderr)
+        return 3
     except FairgateModelError as error:
         print(f"fairgate build guard: {error}", file=sys.stderr)
         return 1
@@ -133,6 +173,21 @@ def _summary(tag: str, metadata: dict) -> str:
             f"  identity FPR (toxicity >= {identity.get('threshold')}): overall "
             f"{fmt(identity.get('overall_fpr'))}, worst {identity.get('worst_group')} / best "
             f"{identity.get('best_group')}, spread {fmt(identity.get('spread'))}"
+        )
+    recommended = metadata.get("recommended_thresholds", {})
+    if "block" in recommended:
+        lines.append(
+            f"  recommended thresholds: flag {recommended['flag']['applied']}, block "
+            f"{recommended['block']['applied']} ({recommended['guarantee']}; n={recommended['n']})"
+        )
+    report = metadata.get("identity_report", {})
+    if "benign_flag_rate" in report:
+        gap = report.get("counterfactual_gap", {})
+        lines.append(
+            f"  identity eval: benign flag rate {fmt(report['benign_flag_rate'])}, spread "
+            f"{fmt(report['flag_rate_spread'])}, toxic recall {fmt(report['toxic_recall_flag'])}, "
+            f"mean counterfactual gap {fmt(gap.get('mean_gap'))}; fairness gate "
+            f"{metadata.get('fairness_gate', {}).get('status')}"
         )
     untrained = metadata.get("untrained_categories")
     if untrained:

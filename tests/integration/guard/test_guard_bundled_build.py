@@ -28,6 +28,8 @@ def test_bundled_guard_builds_offline_and_loads_in_the_scorer():
             name="guard-bundled-test", max_train_rows=64, epochs=1, parity_texts=64,
             # Barely trained: logits sit near 0, where int8 rounding flips the most labels.
             int8_min_agreement=0.95,
+            # 64 rows cannot make a fair guard; the gate's own tests are in tests/unit/guard.
+            fairness_gate=False,
         ),
         progress=False,
     )
@@ -39,5 +41,16 @@ def test_bundled_guard_builds_offline_and_loads_in_the_scorer():
     assert list(meta["evaluation"]["per_category"]) == list(CATEGORIES)
     assert meta["evaluation"]["n"] == meta["data"]["sizes"]["test"]
     assert set(meta["identity_fpr"]["per_group"]) == GROUPS
+    # The fair-guard additions ride along: normalisation in the manifest, augmentation,
+    # the identity report on the template-held-out set and calibrated thresholds.
+    assert meta["normalization"]["name"] == "social"
+    assert stored.path.joinpath("fairgate.json").read_text().count('"social"') == 1
+    augmentation = meta["training"]["augmentation"]
+    assert augmentation["original_rows"] == 64 and augmentation["counterfactual_copies"] > 0
+    assert set(meta["identity_report"]["per_group"]) == GROUPS
+    assert meta["fairness_gate"]["status"] == "skipped (--no-fairness-gate)"
+    recommended = meta["recommended_thresholds"]
+    assert recommended["n"] > 1000 and 0.5 <= recommended["block"]["applied"] <= 1.0
+    assert recommended["flag"]["applied"] <= recommended["block"]["applied"]
     scores = OnnxToxicityScorer.from_directory(stored.path).score(["have a nice day"])
     assert scores.shape == (1, 6) and ((scores >= 0) & (scores <= 1)).all()

@@ -41,6 +41,7 @@ def csv_guard(tmp_path_factory, tiny_base: Path, identity_csv: Path) -> str:
         "build", "guard", "--source", f"csv:{data}", "--base", str(tiny_base),
         "--name", "guard-csv-test", "--epochs", "2", "--batch-size", "8",
         "--learning-rate", "1e-3", "--identity-data", str(identity_csv), "--no-progress",
+        "--no-fairness-gate",  # a 60-row toy guard; the gate is tested below and in tests/unit/guard
     ])
     assert code == 0
     return "guard-csv-test"
@@ -124,3 +125,30 @@ def test_detoxify_source_offline_fails_naming_alternatives(capsys):
     assert main(["build", "guard", "--source", "detoxify:original", "--name", "never-built"]) == 1
     err = capsys.readouterr().err
     assert "needs the internet" in err and "--source bundled" in err and "checkpoint:PATH" in err
+
+
+def test_fairness_gate_refuses_a_guard_that_learned_a_group_word(tmp_path: Path, tiny_base: Path, capsys):
+    """Trained so that naming Muslims is toxic (and no counterfactual help), the guard flags
+    benign sentences about Muslims on the held-out identity set: exit 3, nothing stored."""
+    from fairgate.models.store import model_exists
+
+    data = tmp_path / "biased.csv"
+    rng = random.Random(1)
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "toxic"])
+        for i in range(240):
+            if i % 2 == 0:
+                writer.writerow([f"{rng.choice(CLEAN)} muslim people", 1])
+            else:
+                writer.writerow([rng.choice(CLEAN), 0])
+    code = main([
+        "build", "guard", "--source", f"csv:{data}", "--base", str(tiny_base),
+        "--name", "guard-biased", "--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3",
+        "--counterfactual-variants", "0", "--counterfactual-weight", "0", "--noise-fraction", "0",
+        "--no-progress",
+    ])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "fairness gate failed" in err and "'muslim'" in err
+    assert not model_exists("guard-biased")
