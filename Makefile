@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fairgate-installed
 PORT ?= 3000
 WORKERS ?= 1
+# Fleet-wide rate windows and alerts: `make serve REDIS_URL=redis://HOST:6379/0` (docs/fleet.md).
+REDIS_URL ?= $(FAIRGATE_REDIS_URL)
+# `make bench REDIS=1` adds a run with the windows in a private redis-server (or REDIS=redis://...).
+REDIS ?=
 
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
@@ -28,7 +32,7 @@ models: $(STAMP)
 	$(BIN)/fairgate build guard --if-missing
 
 serve: models
-	FAIRGATE_WORKERS=$(WORKERS) $(BIN)/bentoml serve fairgate.service.service:Fairgate --port $(PORT) --host 0.0.0.0
+	FAIRGATE_WORKERS=$(WORKERS) FAIRGATE_REDIS_URL=$(REDIS_URL) $(BIN)/bentoml serve fairgate.service.service:Fairgate --port $(PORT) --host 0.0.0.0
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -41,7 +45,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not server"
 
 bench: models
-	$(BIN)/python -m loadtests.bench
+	$(BIN)/python -m loadtests.bench $(if $(filter 1 yes true,$(REDIS)),--redis,$(if $(REDIS),--redis $(REDIS),))
 
 # The bento installs the project from its wheel (bentofile.yaml): build it first, offline.
 wheel: $(STAMP)

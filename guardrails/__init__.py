@@ -61,3 +61,10 @@ __all__ = [
     "simulate_rates",
 ]
 
+# Shared (fleet-wide) windows: docs/fleet.md. Appended here to keep edits to this file small.
+from fairgate.guardrails.failover import Backoff, FailoverStore
+from fairgate.guardrails.local_store import LocalMonitorStore
+from fairgate.guardrails.redis_store import RedisWindowStore
+from fairgate.guardrails.store import MonitorStore, StoreError
+
+__all__ += ["Backoff", "FailoverStore", "LocalMonitorStore", "MonitorStore", "RedisWindowStore", "StoreError"]

@@ -96,12 +96,19 @@ class GroupStatus(BaseModel):
 
 
 class MonitorStatus(BaseModel):
+    """One rate monitor: current windows, and the alert board as of the last check.
+
+    With a shared store (``window_scope: fleet``) every field is the fleet's: the same
+    from every worker and replica.
+    """
+
     name: str
     source: str
     outcome: str
     harm: str
     reference: str | None
-    alerts_raised: int
+    alerts_raised: int = Field(description="alerts raised over the board's life")
+    checks: int = Field(default=0, description="checks published so far")
     active: list[str]
     checked: bool
     groups: list[GroupStatus]
@@ -112,4 +119,12 @@ class GuardStatus(BaseModel):
     enabled: bool
     toxicity_enabled: bool
     rates_enabled: bool
+    window_scope: Literal["worker", "fleet"] = Field(
+        default="worker",
+        description="worker: windows and alerts of this process; fleet: shared by every worker and replica",
+    )
+    degraded: bool = Field(
+        default=False,
+        description="the shared store is unavailable: figures are this worker's own windows (rates.on_error applies)",
+    )
     monitors: list[MonitorStatus]

@@ -29,11 +29,19 @@ from fairgate.guardrails.decision import (
     most_severe,
 )
 from fairgate.guardrails.groups import GroupResolver, Lexicon, RequestGroup
-from fairgate.guardrails.metrics import GuardMetrics
+from fairgate.guardrails.local_store import as_monitor_store
+from fairgate.guardrails.metrics import STORE_ERRORS, STORE_OPERATIONS, GuardMetrics
 from fairgate.guardrails.policy import Policy, PolicyError
-from fairgate.guardrails.rates import CheckResult, RateMonitor
+from fairgate.guardrails.rates import PendingCheck, RateMonitor
 from fairgate.guardrails.scorers import ToxicityScorer
-from fairgate.guardrails.store import InMemoryWindowStore, WindowStore
+from fairgate.guardrails.store import (
+    InMemoryWindowStore,
+    MonitorStore,
+    StoreError,
+    StoreReply,
+    WindowCounts,
+    WindowStore,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +55,11 @@ class Guard:
     Every dependency is passed in: the scorer (None only when the policy disables
     toxicity), the Prometheus registry, the clock (seconds; ``time.monotonic`` in one
     process, ``time.time`` when windows live in a store shared across machines), and the
-    window store.
+    window store. A plain :class:`WindowStore` keeps the check schedule and alerts in this
+    process (``window_scope: worker``); a shared :class:`MonitorStore` (Redis, usually
+    behind a :class:`~fairgate.guardrails.failover.FailoverStore`) keeps them for the fleet.
+    Each reviewed batch costs one store call for all rate monitors (one round trip with
+    Redis), plus one or two when the batch makes a check due.
     """
 
     def __init__(
@@ -57,13 +69,13 @@ class Guard:
         scorer: ToxicityScorer | None,
         registry: CollectorRegistry,
         clock: Clock = time.monotonic,
-        store: WindowStore | None = None,
+        store: WindowStore | MonitorStore | None = None,
         lexicon: Lexicon | None = None,
     ) -> None:
         self.policy = policy
         self._scorer = scorer
         self._clock = clock
-        self._store = store if store is not None else InMemoryWindowStore()
+        self._store: MonitorStore = as_monitor_store(store if store is not None else InMemoryWindowStore())
         # Rate monitors keep a check schedule and alert state; one batch reviews at a time.
         self._lock = threading.RLock()
         self._toxicity_on = policy.enabled and policy.toxicity.enabled
@@ -89,6 +101,20 @@ class Guard:
             self.metrics.monitor_errors.labels(monitor=monitor.name)
             for group in monitor.groups:
                 self.metrics.alert_active.labels(monitor=monitor.name, group=group).set(0)
+        self.metrics.store_degraded.set(0)
+        if self._store.scope == "fleet":
+            for operation in STORE_OPERATIONS:
+                for kind in STORE_ERRORS:
+                    self.metrics.store_errors.labels(operation=operation, error=kind)
+
+    @property
+    def store(self) -> MonitorStore:
+        """Where the rate monitors keep windows, schedule and alerts."""
+        return self._store
+
+    @property
+    def window_scope(self) -> str:
+        return self._store.scope
 
     def _check_scorer(self, scorer: ToxicityScorer | None) -> None:
         if scorer is None:
@@ -234,10 +260,9 @@ class Guard:
         self.metrics.batch_size.labels(stage="review").observe(len(screens))
         groups = [tuple(self.metrics.group_label(g) for g in s.groups) for s in screens]
         extra: list[list[Reason]] = [[] for _ in screens]
-        if self._rates_on and screens:
+        if self._rates_on and screens and self.monitors:
             with self._lock:
-                for monitor in self.monitors:
-                    self._run_monitor(monitor, screens, labels, groups, extra)
+                self._run_monitors(screens, labels, groups, extra)
         decisions = []
         tally: Counter[tuple[str, str]] = Counter()
         for screen, label, item_groups, more in zip(screens, labels, groups, extra, strict=True):
@@ -249,59 +274,113 @@ class Guard:
             )
             tally[(action, decision.reason_code)] += 1
             decisions.append(decision)
-        for (action, reason), count in tally.items():
-            self.metrics.decisions.labels(action=action, reason=reason).inc(count)
+        for (decided, reason), count in tally.items():
+            self.metrics.decisions.labels(action=decided, reason=reason).inc(count)
         return decisions
 
-    def _run_monitor(
+    def _run_monitors(
         self,
-        monitor: RateMonitor,
         screens: Sequence[Screen],
         labels: Sequence[str | None],
         groups: Sequence[tuple[str, ...]],
         extra: list[list[Reason]],
     ) -> None:
-        rates = self.policy.rates
+        """All rate monitors as one stage: one store call records every monitor's batch."""
         started = time.perf_counter()
         try:
-            items = []
-            tally: Counter[tuple[str, str]] = Counter()
-            for screen, label, item_groups in zip(screens, labels, groups, strict=True):
-                hit, outcome = _observe(monitor, screen, label)
-                items.append((item_groups, hit))
-                if outcome is not None:
-                    for group in item_groups:
-                        tally[(group, outcome)] += 1
-            for (group, outcome), count in tally.items():
-                self.metrics.outcomes.labels(monitor=monitor.name, group=group, outcome=outcome).inc(count)
-            result = monitor.record(items)
-            if result is not None:
-                self._export(result)
-        except Exception:
-            logger.exception("rate monitor %s failed; on_error=%s", monitor.name, rates.on_error)
-            self.metrics.monitor_errors.labels(monitor=monitor.name).inc()
-            if rates.on_error != "allow":
-                for reasons in extra:
-                    reasons.append(
-                        Reason(
-                            monitor=monitor.name,
-                            stage="review",
-                            code="monitor_error",
-                            action=rates.on_error,
-                            message=f"rate monitor {monitor.name} failed; policy rates.on_error={rates.on_error}",
-                        )
+            batches = []
+            for monitor in self.monitors:
+                items = []
+                tally: Counter[tuple[str, str]] = Counter()
+                for screen, label, item_groups in zip(screens, labels, groups, strict=True):
+                    hit, outcome = _observe(monitor, screen, label)
+                    items.append((item_groups, hit))
+                    if outcome is not None:
+                        for group in item_groups:
+                            tally[(group, outcome)] += 1
+                for (group, outcome), count in tally.items():
+                    self.metrics.outcomes.labels(monitor=monitor.name, group=group, outcome=outcome).inc(count)
+                batches.append(monitor.batch(items))
+            now = self._clock()
+            reply = self._call_store("record", lambda: self._store.record(batches, now=now))
+            if reply is None:  # a shared store without a local fallback failed
+                for monitor in self.monitors:
+                    self._monitor_error(monitor, extra, "its window store failed")
+                return
+            before = {m.name: _board_view(m) for m in self.monitors}
+            pending: list[tuple[RateMonitor, PendingCheck]] = []
+            for monitor in self.monitors:
+                check = monitor.absorb(reply.monitors[monitor.name])
+                if check is not None:
+                    pending.append((monitor, check))
+            if pending:
+                published = self._call_store("publish", lambda: self._store.publish([p.update for _, p in pending]))
+                if published is not None:
+                    for monitor, check in pending:
+                        monitor.settle(check, published.monitors[monitor.name])
+            for monitor in self.monitors:
+                if _board_changed(before[monitor.name], monitor):
+                    self._export(monitor)
+            if reply.degraded:
+                for monitor in self.monitors:
+                    self._monitor_error(
+                        monitor, extra, "the shared window store is unavailable (judged on this worker's windows)"
                     )
+        except Exception:
+            logger.exception(
+                "rate monitors failed on a batch of %d; on_error=%s", len(screens), self.policy.rates.on_error
+            )
+            for monitor in self.monitors:
+                self._monitor_error(monitor, extra, "it failed")
             return
         finally:
-            self.metrics.monitor_duration.labels(monitor=monitor.name).observe(time.perf_counter() - started)
-        active = monitor.active
-        if not active:
+            elapsed = time.perf_counter() - started
+            for monitor in self.monitors:
+                self.metrics.monitor_duration.labels(monitor=monitor.name).observe(elapsed)
+        action: Action = self.policy.rates.action
+        everyone = self.policy.rates.scope == "all"
+        for monitor in self.monitors:
+            active = monitor.active
+            if not active:
+                continue
+            for item_groups, reasons in zip(groups, extra, strict=True):
+                affected = sorted(active) if everyone else sorted(active.intersection(item_groups))
+                for group in affected:
+                    reasons.append(self._rate_reason(monitor, group, action))
+
+    def _call_store(self, operation: str, call: Callable[[], StoreReply]) -> StoreReply | None:
+        """One store call, timed and counted; None when a store without fallback raised."""
+        started = time.perf_counter()
+        try:
+            reply = call()
+        except StoreError as error:
+            logger.error("window store %s failed: %s", operation, error)
+            kind = self.metrics.store_error_label(error.kind)
+            self.metrics.store_errors.labels(operation=operation, error=kind).inc()
+            self.metrics.store_degraded.set(1)
+            return None
+        finally:
+            self.metrics.store_duration.labels(operation=operation).observe(time.perf_counter() - started)
+        if reply.error is not None:
+            kind = self.metrics.store_error_label(reply.error)
+            self.metrics.store_errors.labels(operation=operation, error=kind).inc()
+        self.metrics.store_degraded.set(1 if reply.degraded else 0)
+        return reply
+
+    def _monitor_error(self, monitor: RateMonitor, extra: list[list[Reason]], why: str) -> None:
+        rates = self.policy.rates
+        self.metrics.monitor_errors.labels(monitor=monitor.name).inc()
+        if rates.on_error == "allow":
             return
-        action: Action = rates.action
-        for item_groups, reasons in zip(groups, extra, strict=True):
-            affected = sorted(active) if rates.scope == "all" else sorted(active.intersection(item_groups))
-            for group in affected:
-                reasons.append(self._rate_reason(monitor, group, action))
+        reason = Reason(
+            monitor=monitor.name,
+            stage="review",
+            code="monitor_error",
+            action=rates.on_error,
+            message=f"rate monitor {monitor.name}: {why}; policy rates.on_error={rates.on_error}",
+        )
+        for reasons in extra:
+            reasons.append(reason)
 
     def _rate_reason(self, monitor: RateMonitor, group: str, action: Action) -> Reason:
         figures = monitor.last.groups.get(group) if monitor.last else None
@@ -322,13 +401,16 @@ class Guard:
             ),
         )
 
-    def _export(self, result: CheckResult) -> None:
-        for group, figures in result.groups.items():
-            self.metrics.group_rate.labels(monitor=result.monitor, group=group).set(figures.rate)
-            self.metrics.impact_ratio.labels(monitor=result.monitor, group=group).set(figures.impact_ratio)
-            self.metrics.alert_active.labels(monitor=result.monitor, group=group).set(
-                1 if figures.status == "alert" else 0
-            )
+    def _export(self, monitor: RateMonitor) -> None:
+        """Gauges from the monitor's board: whichever worker ran the check, every worker exports it."""
+        last = monitor.last
+        active = monitor.active
+        for group in monitor.groups:
+            figures = last.groups.get(group) if last is not None else None
+            if figures is not None:
+                self.metrics.group_rate.labels(monitor=monitor.name, group=group).set(figures.rate)
+                self.metrics.impact_ratio.labels(monitor=monitor.name, group=group).set(figures.impact_ratio)
+            self.metrics.alert_active.labels(monitor=monitor.name, group=group).set(1 if group in active else 0)
 
     # -- reporting --------------------------------------------------------------------
 
@@ -336,7 +418,8 @@ class Guard:
         """Run every rate monitor's check now (operators, status endpoints, tests)."""
         with self._lock:
             for monitor in self.monitors:
-                self._export(monitor.check())
+                monitor.check()
+                self._export(monitor)
 
     def status(self) -> GuardStatus:
         """Windows, rates, ratios and alerts of every rate monitor, as of its last check."""
@@ -344,14 +427,26 @@ class Guard:
             return self._status()
 
     def _status(self) -> GuardStatus:
+        reply: StoreReply | None = None
+        if self.monitors:
+            now = self._clock()
+            queries = [m.query() for m in self.monitors]
+            reply = self._call_store("snapshot", lambda: self._store.snapshot(queries, now=now))
         monitors = []
         for monitor in self.monitors:
+            found = reply.monitors.get(monitor.name) if reply is not None else None
+            counts = {}
+            if found is not None:
+                before = _board_view(monitor)
+                monitor.adopt(found.board)
+                if _board_changed(before, monitor):
+                    self._export(monitor)
+                counts = dict(found.counts or {})
             last = monitor.last
-            counts = monitor.counts()
             groups = []
             for group in monitor.groups:
                 figures = last.groups.get(group) if last else None
-                c = counts[group]
+                c = counts.get(group, WindowCounts(0, 0))
                 groups.append(
                     GroupStatus(
                         group=group,
@@ -373,6 +468,7 @@ class Guard:
                     harm=monitor.config.harm,
                     reference=last.reference if last else None,
                     alerts_raised=monitor.alerts_raised,
+                    checks=monitor.checks,
                     active=sorted(monitor.active),
                     checked=last is not None,
                     groups=groups,
@@ -383,8 +479,19 @@ class Guard:
             enabled=self.policy.enabled,
             toxicity_enabled=self._toxicity_on,
             rates_enabled=self._rates_on,
+            window_scope="fleet" if self._store.scope == "fleet" else "worker",
+            degraded=(reply is None and bool(self.monitors)) or (reply is not None and reply.degraded),
             monitors=monitors,
         )
+
+
+def _board_view(monitor: RateMonitor) -> tuple[object, frozenset[str]]:
+    """What the gauges show of a monitor's board: its last check and its active set."""
+    return monitor.last, monitor.active
+
+
+def _board_changed(before: tuple[object, frozenset[str]], monitor: RateMonitor) -> bool:
+    return monitor.last is not before[0] or monitor.active != before[1]
 
 
 def _severity(action: str) -> int:

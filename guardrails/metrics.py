@@ -5,6 +5,10 @@ The service records inference time, batch sizes and model info through the same 
 ``multiprocess_mode`` because BentoML runs several workers in Prometheus multiprocess mode:
 rates and ratios report the most recent worker's view (``mostrecent``), alert state the
 worst (``max``: any worker alerting shows as alerting), info gauges ``max``.
+
+The ``fairgate_store_*`` metrics describe the round trips to a shared window store
+(Redis); their labels are bounded by code: ``operation`` is one of :data:`STORE_OPERATIONS`
+and ``error`` one of :data:`STORE_ERRORS`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ SCORE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 
 MONITOR_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+STORE_OPERATIONS = ("record", "publish", "snapshot")
+STORE_ERRORS = ("timeout", "connection", "response")
 
 
 class GuardMetrics:
@@ -105,6 +112,30 @@ class GuardMetrics:
             registry=registry,
             multiprocess_mode="max",
         )
+
+        self.store_errors = Counter(
+            "fairgate_store_errors",
+            "Failed round trips to the shared window store, by operation and error kind.",
+            ["operation", "error"],
+            registry=registry,
+        )
+        self.store_duration = Histogram(
+            "fairgate_store_duration_seconds",
+            "Time of one call to the window store (one round trip to a shared store).",
+            ["operation"],
+            buckets=STORE_BUCKETS,
+            registry=registry,
+        )
+        self.store_degraded = Gauge(
+            "fairgate_store_degraded",
+            "1 while the shared window store is unavailable and this worker judges on its own windows.",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+    def store_error_label(self, kind: str) -> str:
+        """An ``error`` label value from the bounded list (anything else counts as ``response``)."""
+        return kind if kind in STORE_ERRORS else "response"
 
     def group_label(self, group: str) -> str:
         """A group label value from the bounded vocabulary; anything else becomes ``other``."""

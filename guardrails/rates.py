@@ -13,14 +13,28 @@ bound) it is much lower than that; see docs/guardrails.md for measured figures.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fairgate.guardrails._stats import difference_lower, ratio_upper, z_one_sided
+from fairgate.guardrails.local_store import as_monitor_store
 from fairgate.guardrails.policy import RateMonitorPolicy, RatesPolicy
-from fairgate.guardrails.store import WindowCounts, WindowSpec, WindowStore
+from fairgate.guardrails.store import (
+    AlertBoard,
+    BoardUpdate,
+    CheckSchedule,
+    MonitorBatch,
+    MonitorQuery,
+    MonitorReply,
+    MonitorStore,
+    WindowCounts,
+    WindowSpec,
+    WindowStore,
+    window_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +68,27 @@ class CheckResult:
     cleared: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class PendingCheck:
+    """A check computed from a store's counts, and the board update that makes it take effect."""
+
+    result: CheckResult
+    update: BoardUpdate
+
+
 class RateMonitor:
     """Windows, tests and alert state for one monitored outcome over a fixed set of groups.
 
     ``groups`` is the bounded vocabulary (allowed + other + none): windows and metrics
-    exist only for these names.
+    exist only for these names. The windows, the check schedule and the alert board live
+    in ``store`` (a plain :class:`WindowStore` gets a :class:`LocalMonitorStore` around it),
+    so with a shared store every worker records into and alerts from the same state; this
+    object keeps only its latest copy of the board.
+
+    One batch is ``batch`` -> the store's ``record`` -> ``absorb`` (which returns a check to
+    publish when this batch made one due) -> the store's ``publish`` -> ``settle``; the
+    guard runs these for all monitors with one store call per step. ``record`` does the
+    same for this monitor alone.
     """
 
     def __init__(
@@ -67,47 +97,69 @@ class RateMonitor:
         monitor: RateMonitorPolicy,
         rates: RatesPolicy,
         groups: Sequence[str],
-        store: WindowStore,
+        store: WindowStore | MonitorStore,
         clock: Clock,
     ) -> None:
         self.name = monitor.name
         self.config = monitor
         self.rates = rates
-        self._store = store
+        self._store: MonitorStore = as_monitor_store(store)
         self._clock = clock
         self._groups = tuple(groups)
         self._compared = tuple(g for g in self._groups if g not in set(rates.exclude))
         self._spec = WindowSpec(size=rates.window.size, seconds=rates.window.seconds)
         self._alpha = 1.0 - rates.confidence
         if rates.window.size is not None:
-            self._every_n: int | None = max(1, math.ceil(rates.window.size / rates.checks_per_window))
-            self._every_s: float | None = None
+            self._schedule = CheckSchedule(every_n=max(1, math.ceil(rates.window.size / rates.checks_per_window)))
         else:
-            self._every_n = None
-            self._every_s = float(rates.window.seconds or 0.0) / rates.checks_per_window
-        self._since_check = 0
-        self._next_check_at: float | None = None
-        self._active: set[str] = set()
-        self.alerts_raised = 0
-        self.last: CheckResult | None = None
+            self._schedule = CheckSchedule(every_s=float(rates.window.seconds or 0.0) / rates.checks_per_window)
+        self._board = AlertBoard()
+        self._last: CheckResult | None = None
+        self._last_text: str | None = None
+        self._last_epoch = -1  # the board epoch whose last check we hold
 
     def key(self, group: str) -> str:
-        return f"{self.name}/{group}"
+        return window_key(self.name, group)
 
     @property
     def groups(self) -> tuple[str, ...]:
         return self._groups
 
     @property
+    def spec(self) -> WindowSpec:
+        return self._spec
+
+    @property
+    def schedule(self) -> CheckSchedule:
+        return self._schedule
+
+    @property
     def active(self) -> frozenset[str]:
-        """Groups whose alert is on now."""
-        return frozenset(self._active)
+        """Groups whose alert is on now (as of the latest board this process saw)."""
+        return self._board.active
 
-    def record(self, items: Sequence[tuple[Sequence[str], bool | None]]) -> CheckResult | None:
-        """Record one batch of ``(groups, hit)`` (``hit`` None: not observed) and check if due.
+    @property
+    def alerts_raised(self) -> int:
+        """Alerts raised over the board's life (fleet-wide with a shared store)."""
+        return self._board.raised
 
-        Returns the check's result when a check ran.
-        """
+    @property
+    def checks(self) -> int:
+        """Checks published to the board so far (fleet-wide with a shared store)."""
+        return self._board.epoch
+
+    @property
+    def last(self) -> CheckResult | None:
+        """The last published check's figures (whichever process ran it)."""
+        return self._last
+
+    # -- one batch, in steps ------------------------------------------------------------
+
+    def query(self) -> MonitorQuery:
+        return MonitorQuery(monitor=self.name, groups=self._groups, spec=self._spec, known_epoch=self._known_epoch())
+
+    def batch(self, items: Sequence[tuple[Sequence[str], bool | None]]) -> MonitorBatch:
+        """The store's input for one batch of ``(groups, hit)`` (``hit`` None: not observed)."""
         events: dict[str, list[int]] = {}
         observed = 0
         for groups, hit in items:
@@ -115,22 +167,70 @@ class RateMonitor:
                 continue
             observed += 1
             for group in groups:
-                events.setdefault(self.key(group), []).append(1 if hit else 0)
-        now = self._clock()
-        if events:
-            self._store.add(events, now=now, spec=self._spec)
-        self._since_check += observed
-        if self._due(now):
-            return self.check(now)
-        return None
+                events.setdefault(group, []).append(1 if hit else 0)
+        return MonitorBatch(
+            monitor=self.name,
+            groups=self._groups,
+            spec=self._spec,
+            known_epoch=self._known_epoch(),
+            events=events,
+            observed=observed,
+            schedule=self._schedule,
+        )
 
-    def _due(self, now: float) -> bool:
-        if self._every_n is not None:
-            return self._since_check >= self._every_n
-        if self._next_check_at is None:
-            self._next_check_at = now + (self._every_s or 0.0)
-            return False
-        return now >= self._next_check_at
+    def _known_epoch(self) -> int:
+        return self._last_epoch
+
+    def adopt(self, board: AlertBoard) -> bool:
+        """Take the store's board; True when the last check's figures changed.
+
+        A store leaves ``board.last`` out when the epoch is the one we said we know; a
+        board back at epoch 0 (a new or flushed store) has no last check.
+        """
+        changed = False
+        if board.last is not None:
+            if board.last != self._last_text:
+                self._last_text, self._last, changed = board.last, decode_check(board.last), True
+            self._last_epoch = board.epoch
+        elif board.epoch == 0:
+            if self._last_text is not None:
+                self._last_text, self._last, changed = None, None, True
+            self._last_epoch = 0
+        self._board = AlertBoard(active=board.active, raised=board.raised, epoch=board.epoch)
+        return changed
+
+    def absorb(self, reply: MonitorReply) -> PendingCheck | None:
+        """Take a ``record`` reply; when it made a check due, the check and the update to publish."""
+        self.adopt(reply.board)
+        if not reply.due or reply.counts is None:
+            return None
+        return self.evaluate(reply.counts)
+
+    def settle(self, pending: PendingCheck, reply: MonitorReply) -> CheckResult | None:
+        """Take the ``publish`` reply: the check if it won, None if another check got there first."""
+        check = pending.result
+        if reply.accepted:
+            self._last, self._last_text, self._last_epoch = check, pending.update.last, reply.board.epoch
+            if check.raised:
+                logger.warning("rate monitor %s: alert raised for %s", self.name, ", ".join(check.raised))
+            if check.cleared:
+                logger.info("rate monitor %s: alert cleared for %s", self.name, ", ".join(check.cleared))
+        self.adopt(reply.board)
+        return check if reply.accepted else None
+
+    # -- the whole step for this monitor alone -------------------------------------------
+
+    def record(self, items: Sequence[tuple[Sequence[str], bool | None]]) -> CheckResult | None:
+        """Record one batch of ``(groups, hit)`` (``hit`` None: not observed) and check if due.
+
+        Returns the check's result when a check ran and was published.
+        """
+        now = self._clock()
+        reply = self._store.record([self.batch(items)], now=now).monitors[self.name]
+        pending = self.absorb(reply)
+        if pending is None:
+            return None
+        return self.settle(pending, self._store.publish([pending.update]).monitors[self.name])
 
     def counts(self, now: float | None = None) -> dict[str, WindowCounts]:
         at = self._clock() if now is None else now
@@ -138,12 +238,23 @@ class RateMonitor:
         return {g: raw[self.key(g)] for g in self._groups}
 
     def check(self, now: float | None = None) -> CheckResult:
-        """Test every compared group against the reference and update the alert state."""
+        """Test every compared group against the reference now and publish the alert state."""
         at = self._clock() if now is None else now
-        self._since_check = 0
-        if self._every_s is not None:
-            self._next_check_at = at + self._every_s
-        counts = self.counts(at)
+        reply = self._store.snapshot([self.query()], now=at).monitors[self.name]
+        self.adopt(reply.board)
+        assert reply.counts is not None, "a snapshot always carries counts"
+        pending = self.evaluate(reply.counts)
+        self.settle(pending, self._store.publish([pending.update]).monitors[self.name])
+        return pending.result
+
+    # -- the test -----------------------------------------------------------------------
+
+    def evaluate(self, counts: Mapping[str, WindowCounts]) -> PendingCheck:
+        """Test every compared group against the reference, from the board's alert state.
+
+        Pure: the new state takes effect only when the returned update is published.
+        """
+        counts = {g: counts.get(g, WindowCounts(0, 0)) for g in self._groups}
         rates = self.rates
         eligible = [g for g in self._compared if counts[g].n >= rates.min_samples]
         reference = self._reference(eligible, counts)
@@ -153,16 +264,19 @@ class RateMonitor:
             pairs = max(0, len(eligible) - 1)
         z = z_one_sided(self._alpha / (rates.checks_per_window * max(1, pairs)))
         result = CheckResult(monitor=self.name, reference=reference, z=z, groups={})
+        active = set(self._board.active)
         for group in self._groups:
-            result.groups[group] = self._assess(group, counts, eligible, reference, z, result)
-        self.last = result
-        if result.raised:
-            logger.warning("rate monitor %s: alert raised for %s", self.name, ", ".join(result.raised))
-        if result.cleared:
-            logger.info("rate monitor %s: alert cleared for %s", self.name, ", ".join(result.cleared))
-        return result
+            result.groups[group] = self._assess(group, counts, eligible, reference, z, result, active)
+        update = BoardUpdate(
+            monitor=self.name,
+            expected_epoch=self._board.epoch,
+            active=frozenset(active),
+            newly_raised=len(result.raised),
+            last=encode_check(result),
+        )
+        return PendingCheck(result=result, update=update)
 
-    def _reference(self, eligible: Sequence[str], counts: dict[str, WindowCounts]) -> str | None:
+    def _reference(self, eligible: Sequence[str], counts: Mapping[str, WindowCounts]) -> str | None:
         if self.rates.reference != "highest":
             return self.rates.reference if self.rates.reference in eligible else None
         if len(eligible) < 2:
@@ -176,19 +290,20 @@ class RateMonitor:
     def _assess(
         self,
         group: str,
-        counts: dict[str, WindowCounts],
+        counts: Mapping[str, WindowCounts],
         eligible: Sequence[str],
         reference: str | None,
         z: float,
         result: CheckResult,
+        active: set[str],
     ) -> GroupResult:
         c = counts[group]
         nan = float("nan")
         if group == reference:
-            self._clear(group, result)
+            _clear(group, result, active)
             return GroupResult(group, c.n, c.positives, c.rate, 1.0, 1.0, 0.0, 0.0, "reference")
         if group not in eligible or reference is None:
-            self._clear(group, result)
+            _clear(group, result, active)
             status = "insufficient_samples" if group not in eligible else "no_reference"
             return GroupResult(group, c.n, c.positives, c.rate, nan, nan, nan, nan, status)
         r = counts[reference]
@@ -211,16 +326,62 @@ class RateMonitor:
         recovered = (
             ratio_bound is None or (not math.isnan(ratio) and ratio >= ratio_bound + hysteresis)
         ) and (diff_bound is None or diff <= diff_bound - hysteresis)
-        if group not in self._active and evidence:
-            self._active.add(group)
-            self.alerts_raised += 1
+        if group not in active and evidence:
+            active.add(group)
             result.raised.append(group)
-        elif group in self._active and recovered:
-            self._clear(group, result)
-        status = "alert" if group in self._active else "ok"
+        elif group in active and recovered:
+            _clear(group, result, active)
+        status = "alert" if group in active else "ok"
         return GroupResult(group, c.n, c.positives, c.rate, ratio, upper, diff, lower, status)
 
-    def _clear(self, group: str, result: CheckResult) -> None:
-        if group in self._active:
-            self._active.discard(group)
-            result.cleared.append(group)
+
+def _clear(group: str, result: CheckResult, active: set[str]) -> None:
+    if group in active:
+        active.discard(group)
+        result.cleared.append(group)
+
+
+def encode_check(result: CheckResult) -> str:
+    """A check as compact JSON for the alert board (NaN and infinity kept: only we read it)."""
+    return json.dumps(
+        {
+            "monitor": result.monitor,
+            "reference": result.reference,
+            "z": result.z,
+            "groups": [
+                [g.group, g.n, g.positives, g.rate, g.impact_ratio, g.ratio_upper, g.parity_difference,
+                 g.difference_lower, g.status]
+                for g in result.groups.values()
+            ],
+            "raised": result.raised,
+            "cleared": result.cleared,
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_check(text: str) -> CheckResult:
+    """The inverse of :func:`encode_check`."""
+    data = json.loads(text)
+    groups = {
+        str(row[0]): GroupResult(
+            group=str(row[0]),
+            n=int(row[1]),
+            positives=int(row[2]),
+            rate=float(row[3]),
+            impact_ratio=float(row[4]),
+            ratio_upper=float(row[5]),
+            parity_difference=float(row[6]),
+            difference_lower=float(row[7]),
+            status=str(row[8]),
+        )
+        for row in data["groups"]
+    }
+    return CheckResult(
+        monitor=data["monitor"],
+        reference=data["reference"],
+        z=float(data["z"]),
+        groups=groups,
+        raised=list(data["raised"]),
+        cleared=list(data["cleared"]),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ from typing import Any
 from fairgate.service.schemas import ModelInfo
 from fairgate.service.settings import ServiceSettings
 
-__all__ = ["ModelNotFoundError", "Runtime", "StoredModelRef", "load_runtime", "resolve_stored_model"]
+__all__ = [
+    "ModelNotFoundError",
+    "Runtime",
+    "StoredModelRef",
+    "build_window_store",
+    "load_runtime",
+    "resolve_stored_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,46 @@ class Runtime:
     models: tuple[ModelInfo, ...]
     load_seconds: float
     audit: Any = None  # service.audit.AuditTrail, or None when FAIRGATE_AUDIT_DB=off
+    window_scope: str = "worker"  # "fleet" when FAIRGATE_REDIS_URL shares the windows
+
+
+def build_window_store(*, settings: ServiceSettings, policy_version: str) -> tuple[Any, Callable[[], float]]:
+    """The rate monitors' store and the clock to stamp outcomes with.
+
+    Without ``FAIRGATE_REDIS_URL``: this worker's own windows on the monotonic clock. With
+    it: Redis for the whole fleet behind a failover to local windows, on wall-clock time
+    (shared by machines; keep them NTP-synced well within a time bucket). Redis being down
+    at start is not an error: the first batches fail over and it is retried with backoff.
+    """
+    from fairgate.guardrails.store import InMemoryWindowStore, StoreError
+
+    if settings.redis_url is None:
+        return InMemoryWindowStore(), time.monotonic
+    from fairgate.guardrails.failover import Backoff, FailoverStore
+    from fairgate.guardrails.redis_store import RedisWindowStore, mask_url
+
+    primary = RedisWindowStore.from_url(
+        settings.redis_url,
+        policy_version=policy_version,
+        timeout_s=settings.redis_timeout_ms / 1000.0,
+        prefix=settings.redis_prefix,
+        key_ttl_s=settings.redis_key_ttl_s,
+    )
+    backoff = Backoff(base_s=min(0.1, settings.redis_backoff_max_s), max_s=settings.redis_backoff_max_s)
+    store = FailoverStore(primary=primary, backoff=backoff)
+    shown = mask_url(settings.redis_url)
+    try:
+        primary.ping()
+    except StoreError as error:
+        logger.warning(
+            "Redis at %s (FAIRGATE_REDIS_URL) does not answer at start (%s): rate monitors fall back to this "
+            "worker's windows until it does",
+            shown,
+            error,
+        )
+    else:
+        logger.info("rate windows and alerts shared in Redis at %s (window_scope fleet)", shown)
+    return store, time.time
 
 
 def resolve_stored_model(reference: Any, *, role: str, env_var: str) -> StoredModelRef:
@@ -81,7 +129,6 @@ def load_runtime(
     from fairgate.guardrails.onnx_model import OnnxTextModel
     from fairgate.guardrails.policy import default_policy_path, load_policy
     from fairgate.guardrails.scorers import OnnxToxicityScorer
-    from fairgate.guardrails.store import InMemoryWindowStore
     from fairgate.service._faults import apply_faults, parse_faults
     from fairgate.service._pipeline import GuardedClassifier
     from fairgate.service.audit import AuditSettings, AuditTrail, open_audit_store
@@ -110,13 +157,8 @@ def load_runtime(
         scorer, classifier_model = apply_faults(faults, scorer=scorer, classifier=classifier_model)
     # A hung scorer becomes a monitor error that toxicity.on_error decides.
     scorer = ScorerDeadline(scorer=scorer, timeout_s=limits.scorer_timeout_s)
-    the_guard = Guard(
-        policy=policy,
-        scorer=scorer,
-        registry=registry,
-        clock=time.monotonic,
-        store=InMemoryWindowStore(),
-    )
+    store, clock = build_window_store(settings=settings, policy_version=policy.version)
+    the_guard = Guard(policy=policy, scorer=scorer, registry=registry, clock=clock, store=store)
     pipeline = GuardedClassifier(classifier=classifier_model, guard=the_guard, guard_model=guard_model)
     the_guard.metrics.set_model_info(role="classifier", tag=classifier.tag, variant=variant)
     the_guard.metrics.set_model_info(role="guard", tag=guard.tag, variant=variant)
@@ -164,4 +206,5 @@ def load_runtime(
         models=models,
         load_seconds=elapsed,
         audit=trail,
+        window_scope=the_guard.window_scope,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from fairgate.guardrails.decision import GuardStatus, Reason
 from fairgate.service.limits import (
@@ -135,7 +135,7 @@ class ClassifyResult(BaseModel):
 
 
 class WorkerInfo(BaseModel):
-    """Which worker process answered: window state is per worker (see docs/service.md)."""
+    """Which worker process answered: without Redis, window state is per worker (docs/fleet.md)."""
 
     pid: int
     index: int | None = Field(description="BentoML worker index (1-based), null outside a server")
@@ -156,8 +156,15 @@ class GuardrailsStatusResponse(BaseModel):
     ready: bool
     error: str | None = Field(default=None, description="why the worker is not ready, if it is not")
     worker: WorkerInfo
-    window_scope: Literal["worker"] = Field(
-        default="worker", description="rate windows are kept per worker process"
+    window_scope: Literal["worker", "fleet"] = Field(
+        default="worker",
+        description="worker: rate windows and alerts of this worker process; fleet: shared in Redis by "
+        "every worker and replica (FAIRGATE_REDIS_URL), the same from whichever worker answers",
+    )
+    degraded: bool = Field(
+        default=False,
+        description="Redis is unavailable: the figures are this worker's own windows and rates.on_error "
+        "applies to the items until it answers again",
     )
     policy_path: str | None = None
     policy_version: str | None = None
@@ -168,3 +175,11 @@ class GuardrailsStatusResponse(BaseModel):
     guardrails: GuardStatus | None = Field(
         default=None, description="per-monitor, per-group windows, rates, impact ratios and alerts"
     )
+
+    @model_validator(mode="after")
+    def _scope_of_the_guardrails(self) -> GuardrailsStatusResponse:
+        """Scope and health are the guard's: copied up so clients need not look inside."""
+        if self.guardrails is not None:
+            self.window_scope = self.guardrails.window_scope
+            self.degraded = self.guardrails.degraded
+        return self

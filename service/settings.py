@@ -64,6 +64,25 @@ class ServiceSettings(BaseSettings):
     access_log: bool = Field(default=False, description="BentoML's per-request access log line")
     max_items: int = Field(default=256, ge=1, le=4096, description="most items in one /classify_batch request")
     max_text_chars: int = Field(default=10_000, ge=1, description="longest accepted text, in characters")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for fleet-wide rate windows and alerts (redis://HOST:PORT/DB, rediss://, unix://); "
+        "unset: each worker keeps its own (docs/fleet.md)",
+    )
+    redis_timeout_ms: float = Field(
+        default=50, gt=0, le=10_000, description="timeout of one round trip to Redis; past it the batch fails over"
+    )
+    redis_backoff_max_s: float = Field(
+        default=5.0, gt=0, le=300, description="longest wait between reconnect attempts while Redis is down"
+    )
+    redis_key_ttl_s: float = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="Redis keys not written for this long expire (retired groups, monitors, policy versions)",
+    )
+    redis_prefix: str = Field(
+        default="fairgate", description="first part of every Redis key (several deployments on one Redis)"
+    )
 
     @field_validator("classifier_tag", "guard_tag")
     @classmethod
@@ -71,6 +90,22 @@ class ServiceSettings(BaseSettings):
         value = value.strip()
         if not value or any(ch.isspace() for ch in value) or value.count(":") > 1:
             raise ValueError(f"{value!r} is not a model tag; use NAME or NAME:VERSION")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        from fairgate.guardrails.redis_store import check_redis_url
+
+        if value is None or not value.strip():
+            return None  # `make serve` passes an empty REDIS_URL when none is given
+        return check_redis_url(value)
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _redis_prefix(cls, value: str) -> str:
+        if not value or any(ch in value for ch in "{}*?[] :"):
+            raise ValueError(f"{value!r} is not a key prefix; use letters, digits, '-' or '_'")
         return value
 
     @classmethod
@@ -85,7 +120,12 @@ class ServiceSettings(BaseSettings):
             for item in error.errors():
                 name = "FAIRGATE_" + "_".join(str(p) for p in item["loc"]).upper()
                 message = item["msg"].removeprefix("Value error, ")
-                lines.append(f"  {name}={item.get('input')!r}: {message}; fix or unset the variable")
+                shown = item.get("input")
+                if name == "FAIRGATE_REDIS_URL" and isinstance(shown, str):
+                    from fairgate.guardrails.redis_store import mask_url
+
+                    shown = mask_url(shown)  # never print a password
+                lines.append(f"  {name}={shown!r}: {message}; fix or unset the variable")
             raise SettingsError("\n".join(lines)) from None
 
     def threads_per_session(self) -> int:

@@ -27,9 +27,9 @@ def _mounts(service: dict[str, Any]) -> dict[str, Path]:
     return mounts
 
 
-def test_three_services_with_pinned_images(compose) -> None:
+def test_four_services_with_pinned_images(compose) -> None:
     services = compose["services"]
-    assert set(services) == {"fairgate", "prometheus", "grafana"}
+    assert set(services) == {"fairgate", "redis", "prometheus", "grafana"}
     for name, service in services.items():
         image = service["image"]
         assert (":" in image and not image.endswith(":latest")) or name == "fairgate", image
@@ -73,3 +73,21 @@ def test_grafana_provisions_the_datasource_and_the_dashboard(compose) -> None:
     assert "9090:9090" in compose["services"]["prometheus"]["ports"]
     scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["global"]["scrape_interval"]
     assert source["jsonData"]["timeInterval"] == scrape
+
+
+def test_fairgate_shares_its_windows_in_the_compose_redis(compose) -> None:
+    from urllib.parse import urlsplit
+
+    from fairgate.service.settings import ServiceSettings
+
+    fairgate, redis = compose["services"]["fairgate"], compose["services"]["redis"]
+    url = fairgate["environment"]["FAIRGATE_REDIS_URL"]
+    assert ServiceSettings(redis_url=url).redis_url == url  # the service accepts it at start
+    parsed = urlsplit(url)
+    assert parsed.hostname == "redis" and (parsed.port or 6379) == 6379
+    assert fairgate["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "redis-cli" in redis["healthcheck"]["test"] and "ping" in redis["healthcheck"]["test"]
+    # memory pressure must fail visibly (failover), never evict windows silently
+    command = redis["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert "redis-data:/data" in redis["volumes"] and "redis-data" in compose["volumes"]

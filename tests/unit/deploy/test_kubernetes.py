@@ -49,3 +49,28 @@ def test_prometheus_finds_every_pod_as_job_fairgate(promtool: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_replica_points_at_the_redis_service(objects) -> None:
+    from urllib.parse import urlsplit
+
+    from fairgate.service.settings import ServiceSettings
+
+    container = objects[("Deployment", "fairgate")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    url = env["FAIRGATE_REDIS_URL"]
+    assert ServiceSettings(redis_url=url).redis_url == url
+    parsed = urlsplit(url)
+    service = objects[("Service", parsed.hostname)]
+    assert service["spec"]["ports"][0]["port"] == (parsed.port or 6379)
+    redis = objects[("Deployment", "fairgate-redis")]
+    pod_labels = redis["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert redis["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    redis_container = redis["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "redis", "containerPort": 6379} in redis_container["ports"]
+    assert service["spec"]["ports"][0]["targetPort"] == "redis"
+    assert redis_container["image"].startswith("redis:") and not redis_container["image"].endswith(":latest")
+    args = redis_container["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert redis["spec"]["replicas"] == 1  # one primary: the windows must not split
