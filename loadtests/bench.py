@@ -12,6 +12,11 @@ one printed table and ``bench.json`` at the repository root.
    that rate (latency from the scheduled send time, so queueing counts).
 3. usual stack: ``loadtests.usual_stack.service:UsualStack`` (transformers pipeline +
    Detoxify ``original``, PyTorch); saturation requests/s in the same closed loop.
+
+With ``--redis`` (``make bench REDIS=1``) phase 2 runs a second time with the rate windows in
+Redis (``FAIRGATE_REDIS_URL``; a private redis-server, or the URL given), at the same
+half-load rate as the run without, and ``redis_comparison`` holds the ratio of the
+saturation rates and the p99 difference (targets: >= 0.9, <= 5 ms).
 """
 
 from __future__ import annotations
@@ -129,6 +134,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--start-timeout", type=float, default=180.0, help="seconds for a server to become ready"
     )
     parser.add_argument("--skip", action="append", default=[], choices=("floor", "fairgate", "usual"))
+    parser.add_argument(
+        "--redis",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="URL",
+        help="also run fairgate with its windows in Redis: a private redis-server from PATH, or this URL",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench.json")
     parser.add_argument("--log-dir", type=Path, default=None, help="server logs (default: a temp dir)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -331,6 +344,10 @@ def phase_fairgate(
     tags: dict[str, str],
     log_dir: Path,
     deadline: Deadline,
+    *,
+    extra_env: dict[str, str] | None = None,
+    open_rate: float | None = None,
+    log_name: str = "fairgate.log",
 ) -> dict[str, Any]:
     from loadtests._server import BentoServer
 
@@ -342,18 +359,19 @@ def phase_fairgate(
         if not sep or not key:
             raise BenchError(f"--service-env {pair!r} is not KEY=VALUE")
         extra[key] = value
+    extra.update(extra_env or {})
     bodies = encode_bodies(items)
     with BentoServer(
         target=args.fairgate_target,
         env=_server_env(extra),
-        log_path=log_dir / "fairgate.log",
+        log_path=log_dir / log_name,
         cwd=REPO_ROOT,
         start_timeout_s=min(args.start_timeout, max(deadline.left() - 60, 10)),
     ) as server:
         sample = asyncio.run(_smoke(server.url, items[0], "action"))
         status = _get_json(server.url + "/guardrails/status")
         saturation = _saturation(server, bodies, args, deadline, reserve_s=150.0)
-        rate = args.open_rate or saturation["throughput_rps"] * args.half_load
+        rate = open_rate or args.open_rate or saturation["throughput_rps"] * args.half_load
         if rate <= 0:
             raise BenchError(f"fairgate served nothing at saturation: {saturation['errors_by_kind']}")
         warm = min(3.0, args.warmup)
@@ -378,11 +396,58 @@ def phase_fairgate(
             "models": tags,
             "service_env": extra,
             "service_status": {
-                k: status.get(k) for k in ("models", "shared_tokenization", "worker", "policy_version")
+                k: status.get(k)
+                for k in ("models", "shared_tokenization", "worker", "policy_version", "window_scope", "degraded")
             }
             if isinstance(status, dict)
             else status,
         }
+
+
+def phase_fairgate_redis(
+    args: argparse.Namespace,
+    items: list[dict[str, str]],
+    tags: dict[str, str],
+    log_dir: Path,
+    deadline: Deadline,
+    without: dict[str, Any],
+) -> dict[str, Any]:
+    """Phase 2 again with FAIRGATE_REDIS_URL, at the half-load rate of the run without Redis."""
+    from loadtests._redis import RedisStartError, redis_for_bench
+
+    rate = (without.get("half_load") or {}).get("offered_rps")
+    try:
+        with redis_for_bench(args.redis, log_dir=log_dir) as url:
+            result = phase_fairgate(
+                args, items, tags, log_dir, deadline,
+                extra_env={"FAIRGATE_REDIS_URL": url}, open_rate=rate, log_name="fairgate_redis.log",
+            )
+    except RedisStartError as error:
+        raise BenchError(str(error)) from error
+    scope = (result.get("service_status") or {}).get("window_scope")
+    if scope != "fleet":
+        raise BenchError(f"the service did not use Redis (window_scope {scope!r}); see fairgate_redis.log")
+    return result
+
+
+def redis_comparison(without: dict[str, Any], with_redis: dict[str, Any]) -> dict[str, Any]:
+    """Saturation with Redis over without (target >= 0.9), p99 at the same half-load rate (<= +5 ms)."""
+    sat = (without.get("saturation") or {}).get("throughput_rps")
+    sat_redis = (with_redis.get("saturation") or {}).get("throughput_rps")
+    p99 = (without.get("half_load") or {}).get("p99_ms")
+    p99_redis = (with_redis.get("half_load") or {}).get("p99_ms")
+    ratio = round(sat_redis / sat, 4) if sat and sat_redis is not None else None
+    delta = round(p99_redis - p99, 3) if p99 is not None and p99_redis is not None else None
+    return {
+        "saturation_rps": [sat, sat_redis],
+        "saturation_ratio": ratio,
+        "p99_ms_half_load": [p99, p99_redis],
+        "p99_delta_ms": delta,
+        "targets": {
+            "saturation_ratio": {"op": ">=", "bound": 0.9, "met": None if ratio is None else ratio >= 0.9},
+            "p99_delta_ms": {"op": "<=", "bound": 5.0, "met": None if delta is None else delta <= 5.0},
+        },
+    }
 
 
 def phase_usual(
@@ -466,6 +531,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         if "fairgate" not in args.skip:
             _run_phase("fairgate", report, phase_fairgate, args, items, tags, log_dir, deadline)
+            if args.redis:
+                _run_phase(
+                    "fairgate_redis", report, phase_fairgate_redis,
+                    args, items, tags, log_dir, deadline, report["fairgate"],
+                )
+                report["redis_comparison"] = redis_comparison(report["fairgate"], report["fairgate_redis"])
     if "usual" not in args.skip:
         _run_phase("usual", report, phase_usual, args, items, log_dir, deadline)
     for name in ("floor", "fairgate", "usual"):
@@ -505,11 +576,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["wall_s"] = round(time.monotonic() - started, 1)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print(format_table(report))
+    if "redis_comparison" in report:
+        comparison = report["redis_comparison"]
+        print(
+            f"with Redis: saturation {comparison['saturation_rps'][1]} req/s "
+            f"({comparison['saturation_ratio']} of {comparison['saturation_rps'][0]}; target >= 0.9), "
+            f"p99 at half load {comparison['p99_ms_half_load'][1]} ms "
+            f"({comparison['p99_delta_ms']:+} ms vs {comparison['p99_ms_half_load'][0]}; target <= +5)"
+            if comparison["p99_delta_ms"] is not None
+            else f"with Redis: {comparison}"
+        )
     print(f"\nwrote {args.out} in {report['wall_s']:.0f}s; server logs in {report['log_dir']}")
     print(
         "note: figures from one run on a shared 2-core machine; the load client shares the cores with the server."
     )
-    failed = [name for name in ("floor", "fairgate", "usual") if "error" in report[name]] + (
+    phases = ("floor", "fairgate", "usual", *(("fairgate_redis",) if args.redis else ()))
+    failed = [name for name in phases if "error" in report[name]] + (
         ["models"] if "error" in report else []
     )
     return 1 if failed else 0

@@ -3,22 +3,32 @@
 ``make_tiny_encoder_dir`` writes a random tiny BERT usable as ``--base DIR``;
 ``make_tiny_model_dir`` runs it through the real export (optimum, optimisation, int8)
 into a model directory per docs/CONTRACTS.md section 1; ``save_tiny_model_to_store``
-puts one in the BentoML store with the real store code. Outputs are random-weight
-models: they predict nonsense, deterministically for a seed.
+puts one in the BentoML store with the real store code; ``save_tiny_store`` puts the
+served pair (classifier and guard) there. Outputs are random-weight models: they
+predict nonsense, deterministically for a seed.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from fairgate.guardrails.policy import TOXICITY_CATEGORIES
+
 __all__ = [
+    "GUARD_LABELS",
     "TINY_WORDS",
+    "TinyStore",
     "make_tiny_encoder_dir",
     "make_tiny_model_dir",
     "save_tiny_model_to_store",
+    "save_tiny_store",
 ]
+
+# The tiny guard's outputs are the served guard's: Detoxify's categories, in their order.
+GUARD_LABELS: tuple[str, ...] = TOXICITY_CATEGORIES
 
 # Enough words for readable test sentences; anything else splits into characters.
 TINY_WORDS = ["the", "a", "an", "and", "or", "but", "not", "no", "is", "are", "was", "were", "be", "this", "that", "it", "i", "you", "he", "she", "they", "we", "my", "your", "his", "her", "their", "our", "good", "bad", "great", "terrible", "awful", "excellent", "love", "hate", "like", "product", "service", "movie", "film", "food", "place", "staff", "price", "quality", "fast", "slow", "broken", "works", "very", "really", "quite", "so", "too", "happy", "sad", "angry", "kind", "rude", "nice", "poor", "best", "worst", "ever", "never", "always", "people", "person", "woman", "man", "women", "men", "muslim", "christian", "jewish", "black", "white", "asian", "gay", "straight", "old", "young", "disabled", "idiot", "stupid", "kill", "you're", "are", "am", "of", "to", "in", "on", "for", "with", "would", "recommend", "again", "buy", "bought", "return", "returned", "delivery", "arrived", "late", "on", "time"]
@@ -152,3 +162,27 @@ def save_tiny_model_to_store(
                 "base": "tiny random BERT (tests.helpers.tiny_models)",
             },
         )
+
+
+@dataclass(frozen=True)
+class TinyStore:
+    """The served pair in the store: what ``FAIRGATE_CLASSIFIER_TAG``/``FAIRGATE_GUARD_TAG`` name."""
+
+    classifier_tag: str
+    guard_tag: str
+    guard_path: Path  # the guard's model directory, for scoring texts in the test itself
+
+
+def save_tiny_store() -> TinyStore:
+    """Tiny classifier (seed 3) and tiny guard (seed 4) in the current BentoML store.
+
+    Building both takes tens of seconds: tests share one pair per session (the
+    ``tiny_store`` fixture in tests/integration/conftest.py) rather than call this.
+    """
+    import bentoml
+
+    classifier_tag = save_tiny_model_to_store("fairgate-classifier", seed=3)
+    guard_tag = save_tiny_model_to_store(
+        "fairgate-toxicity", task="multi_label_classification", labels=GUARD_LABELS, seed=4
+    )
+    return TinyStore(classifier_tag, guard_tag, Path(bentoml.models.get(guard_tag).path))

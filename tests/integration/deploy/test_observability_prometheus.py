@@ -44,7 +44,6 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(420)]
 ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DASHBOARD_JSON = ROOT / "deploy" / "grafana" / "dashboards" / "fairgate.json"
-GUARD_LABELS = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack")
 GROUPS = ("female", "male", "nonbinary")
 UNEQUAL = "nonbinary"
 # Items per group: (benign, flagged, blocked). nonbinary's items are flagged or blocked
@@ -108,29 +107,25 @@ def _build_policy(path: Path, flag: float, block: float) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+def scenario(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     from tests.setup.prometheus_server import PrometheusServer, require_prometheus
 
     bin_dir = require_prometheus()
 
-    import bentoml
-
     from fairgate.guardrails.onnx_model import OnnxTextModel
     from fairgate.guardrails.policy import Policy
-    from tests.helpers.tiny_models import TINY_WORDS, save_tiny_model_to_store
-    from tests.integration.service._harness import ServiceProcess
+    from loadtests._server import BentoServer
+    from tests.helpers.tiny_models import TINY_WORDS, TinyStore
     from tests.setup.deploy_files import load_script
 
     work = tmp_path_factory.mktemp("observability")
-    classifier_tag = save_tiny_model_to_store("fairgate-classifier", seed=3)
-    guard_tag = save_tiny_model_to_store(
-        "fairgate-toxicity", task="multi_label_classification", labels=GUARD_LABELS, seed=4
-    )
+    # The session's tiny models (tests/integration/conftest.py), built only once Prometheus is known to exist.
+    tiny: TinyStore = request.getfixturevalue("tiny_store")
 
     # Which texts will the server allow, flag and block? Ask the tiny guard itself.
     rng = random.Random(6)
     pool = sorted({" ".join(rng.choice(TINY_WORDS) for _ in range(rng.randint(3, 9))) for _ in range(400)})
-    guard = OnnxTextModel.from_directory(bentoml.models.get(guard_tag).path, variant="fp32")
+    guard = OnnxTextModel.from_directory(tiny.guard_path, variant="fp32")
     scores = dict(zip(pool, (float(row[0]) for row in guard.predict_proba(pool)), strict=True))
     flag, block = _split_thresholds(list(scores.values()))
     kinds = {
@@ -152,16 +147,16 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     ]
 
     env = {
-        "FAIRGATE_CLASSIFIER_TAG": classifier_tag,
-        "FAIRGATE_GUARD_TAG": guard_tag,
+        "FAIRGATE_CLASSIFIER_TAG": tiny.classifier_tag,
+        "FAIRGATE_GUARD_TAG": tiny.guard_tag,
         "FAIRGATE_POLICY": str(policy_file),
         "FAIRGATE_ONNX_VARIANT": "fp32",
         "FAIRGATE_INTRA_OP_THREADS": "1",
         "FAIRGATE_WORKERS": "1",
     }
-    server = ServiceProcess(env=env, log_path=work / "serve.log")
+    server = BentoServer(env=env, log_path=work / "serve.log").start()
     try:
-        server.wait_until(200, timeout_s=120)
+        server.wait_ready(timeout_s=120)
         target = server.url.removeprefix("http://")
         with PrometheusServer(
             bin_dir=bin_dir,

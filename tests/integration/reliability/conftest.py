@@ -1,62 +1,27 @@
-"""Fixtures for the reliability tests: tiny models, a three-way policy, server factory.
+"""Fixtures for the reliability tests: a three-way policy and a server factory over it.
 
-The tiny guard (random weights) scores a handful of candidate texts here, in the test;
-the policy's flag and block thresholds are put between the lowest, a middle and the
-highest score, so the server must allow one text, flag one and block one.
+The tiny models (``tiny_store``), their scores (``guard_scores``) and the generic server
+factory (``start_service``) are shared in tests/integration/conftest.py. The policy's
+flag and block thresholds are put between the lowest, a middle and the highest score of
+the tiny guard (random weights), so the server must allow one text, flag one and block one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.integration.reliability._server import GUARD_LABELS, Server, Texts
-
-CANDIDATES = (
-    "the food was great and the staff were very kind",
-    "i hate this stupid idiot i will kill you",
-    "you are an awful rude person",
-    "great product fast delivery would buy again",
-    "terrible service never again",
-    "the movie was good",
-    "stupid idiot",
-    "i love it",
-)
+from loadtests._server import BentoServer
+from tests.helpers.tiny_models import TinyStore
+from tests.integration.reliability._server import Texts
 
 
 @pytest.fixture(scope="session")
-def tiny_tags() -> tuple[str, str]:
-    """Tiny classifier and guard in this session's private store (reused when present)."""
-    import bentoml
-    import bentoml.exceptions
-
-    from tests.helpers.tiny_models import save_tiny_model_to_store
-
-    def existing(name: str) -> str | None:
-        try:
-            models = [m for m in bentoml.models.list(name) if m.info.metadata.get("role") == "test"]
-        except bentoml.exceptions.NotFound:
-            return None
-        return str(max(models, key=lambda m: m.creation_time).tag) if models else None
-
-    classifier = existing("fairgate-classifier") or save_tiny_model_to_store("fairgate-classifier", seed=3)
-    guard = existing("fairgate-toxicity") or save_tiny_model_to_store(
-        "fairgate-toxicity", task="multi_label_classification", labels=GUARD_LABELS, seed=4
-    )
-    return classifier, guard
-
-
-@pytest.fixture(scope="session")
-def texts(tiny_tags: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Texts:
-    import bentoml
-
-    from fairgate.guardrails.onnx_model import OnnxTextModel
-
-    guard = OnnxTextModel.from_directory(bentoml.models.get(tiny_tags[1]).path, variant="fp32")
-    scores = sorted((float(guard.predict_proba([t])[0][0]), t) for t in CANDIDATES)
+def texts(guard_scores: dict[str, float], tmp_path_factory: pytest.TempPathFactory) -> Texts:
+    scores = sorted((score, text) for text, score in guard_scores.items())
     (low, allow), (mid, flag), (high, block) = scores[0], scores[len(scores) // 2], scores[-1]
     assert low < mid < high and high - low > 1e-5, f"tiny guard scores too close: {scores}"
     policy = {
@@ -78,10 +43,10 @@ def texts(tiny_tags: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) 
     return Texts(allow=allow, flag=flag, block=block, policy=path, version="reliability-1")
 
 
-def base_env(tags: tuple[str, str], texts: Texts, tmp: Path, **extra: str) -> dict[str, str]:
+def base_env(store: TinyStore, texts: Texts, tmp: Path, **extra: str) -> dict[str, str]:
     return {
-        "FAIRGATE_CLASSIFIER_TAG": tags[0],
-        "FAIRGATE_GUARD_TAG": tags[1],
+        "FAIRGATE_CLASSIFIER_TAG": store.classifier_tag,
+        "FAIRGATE_GUARD_TAG": store.guard_tag,
         "FAIRGATE_POLICY": str(texts.policy),
         "FAIRGATE_MAX_ITEMS": "64",
         "FAIRGATE_MAX_TEXT_CHARS": "500",
@@ -94,17 +59,13 @@ def base_env(tags: tuple[str, str], texts: Texts, tmp: Path, **extra: str) -> di
 
 @pytest.fixture(scope="module")
 def start_server(
-    tiny_tags: tuple[str, str], texts: Texts, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., Server]]:
-    """Factory: ``start_server(name, **env)`` -> a started (not yet ready) server; all stopped at module end."""
-    started: list[Server] = []
+    start_service: Callable[..., BentoServer], tiny_store: TinyStore, texts: Texts, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., BentoServer]:
+    """Factory: ``start_server(name, **env)`` -> a started (not yet ready) server with its audit
+    store in ``server.workdir``; all stopped at module end."""
 
-    def start(name: str, env: Mapping[str, str] | None = None, **extra: str) -> Server:
-        tmp = tmp_path_factory.mktemp(name)
-        server = Server(env={**base_env(tiny_tags, texts, tmp, **extra), **(env or {})}, log_path=tmp / "server.log")
-        started.append(server)
-        return server
+    def start(name: str, env: Mapping[str, str] | None = None, **extra: str) -> BentoServer:
+        workdir = tmp_path_factory.mktemp(name)
+        return start_service({**base_env(tiny_store, texts, workdir, **extra), **(env or {})}, name=name, workdir=workdir)
 
-    yield start
-    for server in started:
-        server.stop()
+    return start

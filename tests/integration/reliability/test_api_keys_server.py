@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.reliability._server import Server, Texts
+from loadtests._server import BentoServer
+from tests.integration.reliability._server import Texts
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
 
@@ -17,7 +18,7 @@ OPS_KEY = "fg-test-ops-key-Zt5mV3cYb"
 
 
 @pytest.fixture(scope="module")
-def server(start_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(start_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BentoServer]:
     keys = tmp_path_factory.mktemp("keys") / "ops_keys.txt"
     keys.write_text(f"# scraper\n{OPS_KEY}\n", encoding="utf-8")
     server = start_server(
@@ -33,7 +34,7 @@ def server(start_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     ("method", "path", "body"),
     [("POST", "/classify", {"text": "x"}), ("POST", "/classify_batch", {"items": [{"text": "x"}]}), ("GET", "/guardrails/status", None)],
 )
-def test_inference_and_status_need_an_api_key(server: Server, texts: Texts, method: str, path: str, body: object) -> None:
+def test_inference_and_status_need_an_api_key(server: BentoServer, texts: Texts, method: str, path: str, body: object) -> None:
     if body is not None and "text" in body:
         body = {"text": texts.allow}
     with httpx.Client(timeout=30) as client:
@@ -48,25 +49,25 @@ def test_inference_and_status_need_an_api_key(server: Server, texts: Texts, meth
     assert good.status_code == 200 and second.status_code == 200, good.text
 
 
-def test_bad_requests_without_a_key_are_401_before_any_parsing(server: Server) -> None:
+def test_bad_requests_without_a_key_are_401_before_any_parsing(server: BentoServer) -> None:
     response = httpx.post(server.url + "/classify", content=b"\xff\xfe", headers={"content-type": "text/plain"}, timeout=10)
     assert response.status_code == 401
 
 
-def test_ops_endpoints_take_only_the_ops_key(server: Server) -> None:
+def test_ops_endpoints_take_only_the_ops_key(server: BentoServer) -> None:
     for path in ("/metrics", "/healthz", "/readyz", "/livez"):
         assert httpx.get(server.url + path, timeout=10).status_code == 401, path
         assert httpx.get(server.url + path, headers={"X-API-Key": API_KEY}, timeout=10).status_code == 401, path
         assert httpx.get(server.url + path, headers={"X-API-Key": OPS_KEY}, timeout=10).status_code == 200, path
 
 
-def test_docs_stay_open_and_document_the_401(server: Server) -> None:
+def test_docs_stay_open_and_document_the_401(server: BentoServer) -> None:
     document = httpx.get(server.url + "/docs.json", timeout=10).json()
     assert "401" in document["paths"]["/classify"]["post"]["responses"]
     assert "401" in document["paths"]["/metrics"]["get"]["responses"]
 
 
-def test_keys_never_reach_the_log(server: Server) -> None:
+def test_keys_never_reach_the_log(server: BentoServer) -> None:
     httpx.post(server.url + "/classify", json={"text": "x"}, headers={"X-API-Key": "almost-" + API_KEY}, timeout=10)
     log = server.log()
     for secret in (API_KEY, SECOND_KEY, OPS_KEY):

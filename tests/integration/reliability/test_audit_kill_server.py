@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.reliability._server import REPO, Server, Texts
+from loadtests._server import REPO_ROOT as REPO
+from loadtests._server import BentoServer
+from tests.integration.reliability._server import Texts
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
 
@@ -41,7 +43,7 @@ def export(db: Path) -> list[dict]:
 
 
 def test_answered_decisions_are_in_the_store_after_sigkill(start_server, texts: Texts) -> None:
-    server: Server = start_server("audit-kill", FAIRGATE_WORKERS="2", FAIRGATE_MAX_CONCURRENCY="64")
+    server: BentoServer = start_server("audit-kill", FAIRGATE_WORKERS="2", FAIRGATE_MAX_CONCURRENCY="64")
     server.wait_ready()
     db = server.workdir / "audit.sqlite3"
     answered: dict[str, tuple[str, str]] = {}  # request id -> (action, text) as the client saw it

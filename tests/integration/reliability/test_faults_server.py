@@ -15,13 +15,14 @@ import pytest
 import yaml
 
 from fairgate.service.audit import SQLiteAuditStore
-from tests.integration.reliability._server import Server, Texts, metric_total
+from loadtests._server import BentoServer
+from tests.integration.reliability._server import Texts, metric_total
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def servers(start_server, texts: Texts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+def servers(start_server, texts: Texts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, BentoServer]]:
     blocking = yaml.safe_load(texts.policy.read_text())
     blocking["toxicity"]["on_error"] = "block"
     blocking_path = tmp_path_factory.mktemp("policy-block") / "policy.yaml"
@@ -43,7 +44,7 @@ def servers(start_server, texts: Texts, tmp_path_factory: pytest.TempPathFactory
     yield started
 
 
-def test_hung_scorer_times_out_and_on_error_flag_decides(servers: dict[str, Server], texts: Texts) -> None:
+def test_hung_scorer_times_out_and_on_error_flag_decides(servers: dict[str, BentoServer], texts: Texts) -> None:
     server = servers["scorer_hangs"]
     with httpx.Client(timeout=30) as client:
         first = client.post(server.url + "/classify", json={"text": texts.block, "group": "female"})
@@ -65,7 +66,7 @@ def test_hung_scorer_times_out_and_on_error_flag_decides(servers: dict[str, Serv
     assert all(r.reasons[0]["code"] == "monitor_error" for r in records.values())
 
 
-def test_raising_scorer_under_on_error_block_blocks_without_a_label(servers: dict[str, Server], texts: Texts) -> None:
+def test_raising_scorer_under_on_error_block_blocks_without_a_label(servers: dict[str, BentoServer], texts: Texts) -> None:
     server = servers["scorer_raises"]
     response = httpx.post(
         server.url + "/classify_batch", json={"items": [{"text": texts.allow}, {"text": texts.flag}]}, timeout=30
@@ -80,7 +81,7 @@ def test_raising_scorer_under_on_error_block_blocks_without_a_label(servers: dic
     assert "injected scorer fault" in server.log()
 
 
-def test_failing_model_answers_503_with_retry_after_and_no_label(servers: dict[str, Server], texts: Texts) -> None:
+def test_failing_model_answers_503_with_retry_after_and_no_label(servers: dict[str, BentoServer], texts: Texts) -> None:
     server = servers["model_fails"]
     with httpx.Client(timeout=30) as client:
         single = client.post(server.url + "/classify", json={"text": texts.allow})
@@ -96,7 +97,7 @@ def test_failing_model_answers_503_with_retry_after_and_no_label(servers: dict[s
     assert httpx.get(server.url + "/readyz", timeout=5).status_code == 200  # the process stays up
 
 
-def test_requests_past_the_deadline_get_503_and_their_work_keeps_its_slot(servers: dict[str, Server], texts: Texts) -> None:
+def test_requests_past_the_deadline_get_503_and_their_work_keeps_its_slot(servers: dict[str, BentoServer], texts: Texts) -> None:
     import concurrent.futures
     import time
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from loadtests._server import BentoServer
 from tests.integration.reliability._server import (
-    Server,
     Texts,
     metric_samples,
     metric_total,
@@ -31,7 +31,7 @@ SECRET = "zebra-quartz-marmalade"  # a marker that must never appear in the serv
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> Iterator[Server]:
+def server(start_server) -> Iterator[BentoServer]:
     server = start_server("hostile")
     server.wait_ready()
     yield server
@@ -78,7 +78,7 @@ BAD_INPUTS = [
 ]
 
 
-def test_every_bad_input_gets_a_4xx_naming_the_field_and_never_reaches_a_model(server: Server, texts: Texts) -> None:
+def test_every_bad_input_gets_a_4xx_naming_the_field_and_never_reaches_a_model(server: BentoServer, texts: Texts) -> None:
     before = metric_total(server.url, "fairgate_batch_size_count", stage="request")
     outcomes = []
     with httpx.Client(timeout=30) as client:
@@ -95,7 +95,7 @@ def test_every_bad_input_gets_a_4xx_naming_the_field_and_never_reaches_a_model(s
     print(json.dumps(outcomes))
 
 
-def test_no_raw_text_in_the_server_log(server: Server) -> None:
+def test_no_raw_text_in_the_server_log(server: BentoServer) -> None:
     with httpx.Client(timeout=30) as client:
         client.post(server.url + "/classify", json={"text": f"{SECRET} is a fine thing", "group": "female"})
         client.post(server.url + "/classify", json={"text": f"{SECRET} " * 100})  # too long: logged as rejected
@@ -113,7 +113,7 @@ def random_group(rng: random.Random) -> str:
     return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 64))).strip() or "x"
 
 
-def test_ten_thousand_random_groups_add_no_metric_series(server: Server, texts: Texts) -> None:
+def test_ten_thousand_random_groups_add_no_metric_series(server: BentoServer, texts: Texts) -> None:
     import yaml
 
     allowed = set(yaml.safe_load(texts.policy.read_text())["groups"]["allowed"])
@@ -144,7 +144,7 @@ def test_ten_thousand_random_groups_add_no_metric_series(server: Server, texts: 
     assert status_groups <= bounded
 
 
-def test_schemathesis_finds_no_5xx_and_no_schema_violation(server: Server) -> None:
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(server: BentoServer) -> None:
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable

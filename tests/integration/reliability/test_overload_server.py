@@ -19,7 +19,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.reliability._server import Server, Texts
+from loadtests._server import BentoServer
+from tests.integration.reliability._server import Texts
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
 
@@ -28,7 +29,7 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def server(start_server) -> Iterator[Server]:
+def server(start_server) -> Iterator[BentoServer]:
     server = start_server(
         "overload",
         FAIRGATE_FAULTS="scorer=sleep:0.2",
@@ -44,7 +45,7 @@ def server(start_server) -> Iterator[Server]:
 class MemorySampler(threading.Thread):
     """RSS of the server's process tree every 0.2 s, with the time of each sample."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: BentoServer) -> None:
         super().__init__(daemon=True)
         self.server = server
         self.samples: list[tuple[float, int]] = []
@@ -129,7 +130,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def test_ten_times_the_sustainable_rate_sheds_fast_and_recovers(server: Server, texts: Texts) -> None:
+def test_ten_times_the_sustainable_rate_sheds_fast_and_recovers(server: BentoServer, texts: Texts) -> None:
     rate = sustainable_rate(server.url, texts.allow)
     assert 2 < rate < 200, f"unexpected sustainable rate {rate:.1f}/s"
     sampler = MemorySampler(server)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.service._harness import ServiceProcess
+from loadtests._server import BentoServer
 
 TEXTS = (
     ("The staff were friendly and the food was great.", "female"),
@@ -90,9 +90,7 @@ def main() -> None:
             env["FAIRGATE_POLICY"] = str(policy)
         run_dir = scratch / name
         run_dir.mkdir()
-        server = ServiceProcess(env=env, log_path=run_dir / "serve.log")
-        try:
-            server.wait_until(200, timeout_s=300)
+        with BentoServer(env=env, log_path=run_dir / "serve.log", start_timeout_s=300) as server:
             status = httpx.get(server.url + "/guardrails/status", timeout=10).json()
             while not status["ready"]:  # readiness is per worker: wait for every worker
                 time.sleep(0.5)
@@ -109,8 +107,6 @@ def main() -> None:
             batch = [line for line in metrics.splitlines() if line.startswith("fairgate_batch_size_") and 'stage="request"' in line and not line.startswith("fairgate_batch_size_bucket")]
             report["request_batches"] = batch
             print(json.dumps(report), flush=True)
-        finally:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from tests.integration.service._harness import REPO, TinyStore
+from loadtests._server import REPO_ROOT as REPO
+from tests.helpers.tiny_models import TinyStore
 
 HEAVY = ("torch", "transformers", "optimum", "detoxify", "datasets", "fairlearn")
 

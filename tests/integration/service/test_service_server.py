@@ -16,7 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fairgate.service.schemas import ClassifyResult, GuardrailsStatusResponse
-from tests.integration.service._harness import ServiceProcess, SplitPolicy, TinyStore, service_env
+from loadtests._server import BentoServer
+from tests.helpers.tiny_models import TinyStore
+from tests.integration.service._harness import SplitPolicy, service_env
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 
@@ -59,16 +61,16 @@ def total(samples: dict, name: str, **labels: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def one_worker(start_service, tiny_store: TinyStore, test_policy: SplitPolicy) -> Iterator[ServiceProcess]:
+def one_worker(start_service, tiny_store: TinyStore, test_policy: SplitPolicy) -> Iterator[BentoServer]:
     server = start_service(service_env(tiny_store, test_policy, FAIRGATE_WORKERS="1"), name="one-worker")
-    server.wait_until(200)
+    server.wait_ready()
     yield server
 
 
 @pytest.fixture(scope="module")
-def two_workers(start_service, tiny_store: TinyStore, test_policy: SplitPolicy) -> Iterator[ServiceProcess]:
+def two_workers(start_service, tiny_store: TinyStore, test_policy: SplitPolicy) -> Iterator[BentoServer]:
     server = start_service(service_env(tiny_store, test_policy, FAIRGATE_WORKERS="2"), name="two-workers")
-    server.wait_until(200)
+    server.wait_ready()
     yield server
 
 
@@ -76,14 +78,14 @@ def classify(url: str, text: str, group: str | None = None) -> httpx.Response:
     return httpx.post(url + "/classify", json={"text": text, "group": group}, timeout=30)
 
 
-def test_readyz_turns_200_once_models_and_policy_are_loaded(one_worker: ServiceProcess) -> None:
+def test_readyz_turns_200_once_models_and_policy_are_loaded(one_worker: BentoServer) -> None:
     assert one_worker.readyz_codes[-1] == 200
     assert httpx.get(one_worker.url + "/healthz", timeout=5).status_code == 200
     status = GuardrailsStatusResponse.model_validate(httpx.get(one_worker.url + "/guardrails/status").json())
     assert status.ready and status.error is None
 
 
-def test_benign_text_is_allowed_with_a_label(one_worker: ServiceProcess, test_policy: SplitPolicy) -> None:
+def test_benign_text_is_allowed_with_a_label(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
     response = classify(one_worker.url, test_policy.benign_text, "male")
 
     assert response.status_code == 200, response.text
@@ -95,7 +97,7 @@ def test_benign_text_is_allowed_with_a_label(one_worker: ServiceProcess, test_po
     assert result.groups == ["male"]
 
 
-def test_toxic_text_is_blocked_with_the_reason(one_worker: ServiceProcess, test_policy: SplitPolicy) -> None:
+def test_toxic_text_is_blocked_with_the_reason(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
     response = classify(one_worker.url, test_policy.toxic_text)
 
     assert response.status_code == 200, response.text
@@ -110,7 +112,7 @@ def test_toxic_text_is_blocked_with_the_reason(one_worker: ServiceProcess, test_
     assert result.groups == ["none"]
 
 
-def test_batch_answers_one_result_per_item_in_order(one_worker: ServiceProcess, test_policy: SplitPolicy) -> None:
+def test_batch_answers_one_result_per_item_in_order(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
     items = [
         {"text": test_policy.benign_text, "group": "female"},
         {"text": test_policy.toxic_text, "group": "male"},
@@ -131,20 +133,20 @@ def test_batch_answers_one_result_per_item_in_order(one_worker: ServiceProcess, 
         ("/classify_batch", {"items": [{"text": "a"}] * 9}, "at most 8 items"),
         ("/classify_batch", {"items": []}, "at least 1 item"),
         ("/classify", {"text": "x" * 501}, "at most 500 characters"),
-        ("/classify", {"text": "   "}, "text is empty or only whitespace"),
+        ("/classify", {"text": "   "}, "text is empty or has nothing visible in it"),
         ("/classify", [{"text": "a"}], "send several items to /classify_batch"),
         ("/classify", {"text": "a", "colour": "red"}, "Extra inputs are not permitted"),
     ],
 )
 def test_bad_requests_get_400_naming_the_limit(
-    one_worker: ServiceProcess, route: str, body: object, fragment: str
+    one_worker: BentoServer, route: str, body: object, fragment: str
 ) -> None:
     response = httpx.post(one_worker.url + route, json=body, timeout=10)
     assert response.status_code == 400
     assert fragment in response.text
 
 
-def test_concurrent_singles_are_batched_and_all_answered(one_worker: ServiceProcess, test_policy: SplitPolicy) -> None:
+def test_concurrent_singles_are_batched_and_all_answered(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
     before = metric_samples(one_worker.url)
 
     def call(i: int) -> int:
@@ -170,7 +172,7 @@ def test_concurrent_singles_are_batched_and_all_answered(one_worker: ServiceProc
     assert batches < 160, "adaptive batching should join concurrent /classify calls"
 
 
-def test_rate_monitor_flags_the_disadvantaged_group(one_worker: ServiceProcess, test_policy: SplitPolicy) -> None:
+def test_rate_monitor_flags_the_disadvantaged_group(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
     items = [{"text": test_policy.toxic_text, "group": "female"}, {"text": test_policy.benign_text, "group": "male"}]
     for _ in range(4):
         assert httpx.post(one_worker.url + "/classify_batch", json={"items": items * 4}, timeout=30).status_code == 200
@@ -191,7 +193,7 @@ def test_rate_monitor_flags_the_disadvantaged_group(one_worker: ServiceProcess, 
 
 
 def test_status_names_policy_models_and_worker(
-    one_worker: ServiceProcess, tiny_store: TinyStore, test_policy: SplitPolicy
+    one_worker: BentoServer, tiny_store: TinyStore, test_policy: SplitPolicy
 ) -> None:
     status = GuardrailsStatusResponse.model_validate(httpx.get(one_worker.url + "/guardrails/status").json())
 
@@ -206,7 +208,7 @@ def test_status_names_policy_models_and_worker(
     assert status.shared_tokenization is True  # both tiny models come from one tokenizer
 
 
-def test_metrics_carry_every_fairgate_metric_and_move(one_worker: ServiceProcess, test_policy: SplitPolicy) -> None:
+def test_metrics_carry_every_fairgate_metric_and_move(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
     classify(one_worker.url, test_policy.benign_text, "female")  # at least one of everything
     before = metric_samples(one_worker.url)
     for _ in range(3):
@@ -223,7 +225,7 @@ def test_metrics_carry_every_fairgate_metric_and_move(one_worker: ServiceProcess
     assert any(name.startswith("bentoml_service_request") for name, _ in after)
 
 
-def test_openapi_documents_the_schemas_with_examples(one_worker: ServiceProcess) -> None:
+def test_openapi_documents_the_schemas_with_examples(one_worker: BentoServer) -> None:
     spec = httpx.get(one_worker.url + "/docs.json", timeout=10).json()
 
     assert {"/classify", "/classify_batch", "/guardrails/status", "/readyz", "/metrics"} <= set(spec["paths"])
@@ -235,7 +237,7 @@ def test_openapi_documents_the_schemas_with_examples(one_worker: ServiceProcess)
     assert "example" in schemas["ClassifyResult"]
 
 
-def test_python_client_calls_both_inference_apis(one_worker: ServiceProcess, test_policy: SplitPolicy) -> None:
+def test_python_client_calls_both_inference_apis(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
     import bentoml
 
     with bentoml.SyncHTTPClient(one_worker.url, server_ready_timeout=10) as client:
@@ -247,7 +249,7 @@ def test_python_client_calls_both_inference_apis(one_worker: ServiceProcess, tes
 
 
 def test_two_workers_sum_their_counters_and_say_who_answered(
-    two_workers: ServiceProcess, test_policy: SplitPolicy
+    two_workers: BentoServer, test_policy: SplitPolicy
 ) -> None:
     before = metric_samples(two_workers.url)
     pids: set[int] = set()
@@ -273,7 +275,7 @@ def test_bentoml_dispatcher_mode_batches_and_answers(
 ) -> None:
     env = service_env(tiny_store, test_policy, FAIRGATE_BATCHING="bentoml", FAIRGATE_MAX_LATENCY_MS="10000")
     server = start_service(env, name="bentoml-batching")
-    server.wait_until(200)
+    server.wait_ready()
 
     single = ClassifyResult.model_validate(classify(server.url, test_policy.toxic_text).json())
     batch = httpx.post(
@@ -297,7 +299,7 @@ def test_bad_policy_keeps_readyz_503_and_says_why(
     policy = tmp_path / "typo.yaml"
     policy.write_text("version: bad-1\ntoxicity:\n  categoriez: {}\n", encoding="utf-8")
     server = start_service(service_env(tiny_store, test_policy, FAIRGATE_POLICY=str(policy)), name="bad-policy")
-    server.wait_until(503)
+    server.wait_ready(status=503)
     status = httpx.get(server.url + "/guardrails/status", timeout=10).json()
     for _ in range(100):  # the load runs in the background; wait for it to fail
         if status["error"] and "failed to load" in status["error"]:
@@ -320,5 +322,5 @@ def test_missing_model_stops_serve_naming_the_tag(
     env = service_env(tiny_store, test_policy, FAIRGATE_GUARD_TAG="fairgate-toxicity:doesnotexist")
     server = start_service(env, name="missing-guard")
 
-    assert server.process.wait(timeout=120) != 0
+    assert server.wait_exit(timeout_s=120) != 0
     assert "fairgate-toxicity:doesnotexist could not be found locally" in server.log_tail()

@@ -9,7 +9,9 @@ import subprocess
 import sys
 import textwrap
 
-from tests.integration.service._harness import REPO, SplitPolicy, TinyStore
+from loadtests._server import REPO_ROOT as REPO
+from tests.helpers.tiny_models import TinyStore
+from tests.integration.service._harness import SplitPolicy
 
 BLOCKER = textwrap.dedent(
     """
