@@ -37,9 +37,11 @@ serve: models
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Static checks: ruff over the tree.
+# Static checks: ruff over the tree, then mypy over the package `fairgate` (strict for
+# fairgate.guardrails; config in pyproject.toml; tests/setup/typecheck.sh says why a script).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	MYPY=$(BIN)/mypy bash tests/setup/typecheck.sh
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not server"

@@ -6,21 +6,24 @@ bounded vocabularies (``action``, ``code``) and no raw request text.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Action = Literal["allow", "flag", "block"]
 Stage = Literal["input", "output", "review"]
+ScreenStage = Literal["input", "output"]
+"""The stages :meth:`Guard.screen <fairgate.guardrails.guard.Guard.screen>` runs at."""
 SEVERITY: dict[str, int] = {"allow": 0, "flag": 1, "block": 2}
 
 
-def most_severe(actions: list[str] | tuple[str, ...]) -> Action:
+def most_severe(actions: Iterable[Action]) -> Action:
     """The strongest of several actions (block > flag > allow)."""
     best: Action = "allow"
     for action in actions:
         if SEVERITY[action] > SEVERITY[best]:
-            best = action  # type: ignore[assignment]
+            best = action
     return best
 
 
@@ -49,7 +52,7 @@ class Screen(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    stage: Literal["input", "output"] = "input"
+    stage: ScreenStage = "input"
     action: Action = "allow"
     reasons: tuple[Reason, ...] = ()
     toxicity: dict[str, float] = Field(default_factory=dict)

@@ -13,7 +13,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -26,14 +25,16 @@ from fairgate.guardrails.decision import (
     MonitorStatus,
     Reason,
     Screen,
+    ScreenStage,
     most_severe,
 )
 from fairgate.guardrails.groups import GroupResolver, Lexicon, RequestGroup
 from fairgate.guardrails.local_store import as_monitor_store
 from fairgate.guardrails.metrics import STORE_ERRORS, STORE_OPERATIONS, GuardMetrics
+from fairgate.guardrails.onnx_model import Encoding
 from fairgate.guardrails.policy import Policy, PolicyError
 from fairgate.guardrails.rates import PendingCheck, RateMonitor
-from fairgate.guardrails.scorers import ToxicityScorer
+from fairgate.guardrails.scorers import ToxicityScorer, reuses_encoding
 from fairgate.guardrails.store import (
     InMemoryWindowStore,
     MonitorStore,
@@ -136,8 +137,8 @@ class Guard:
         texts: Sequence[str],
         groups: Sequence[RequestGroup] | None = None,
         *,
-        stage: str = "input",
-        encoding: Any = None,
+        stage: ScreenStage = "input",
+        encoding: Encoding | None = None,
     ) -> list[Screen]:
         """Resolve groups and score toxicity for a batch; a provisional action per item.
 
@@ -151,10 +152,10 @@ class Guard:
             raise ValueError(f"got {n} texts but {len(groups)} groups; pass one group (or None) per text")
         self.metrics.batch_size.labels(stage=stage).observe(n)
         if not self.policy.enabled:
-            return [Screen(stage=stage) for _ in range(n)]  # type: ignore[arg-type]
+            return [Screen(stage=stage) for _ in range(n)]
         resolved = self.resolver.resolve(texts, groups)
         if not (self._toxicity_on and stage in self.policy.toxicity.stages) or n == 0:
-            return [Screen(stage=stage, groups=g) for g in resolved]  # type: ignore[arg-type]
+            return [Screen(stage=stage, groups=g) for g in resolved]
         started = time.perf_counter()
         try:
             scores = self._score(texts, encoding)
@@ -182,11 +183,11 @@ class Guard:
     def _scorer_categories(self) -> list[str]:
         return list(self._scorer.categories) if self._scorer is not None else []
 
-    def _score(self, texts: Sequence[str], encoding: Any) -> list[dict[str, float]]:
+    def _score(self, texts: Sequence[str], encoding: Encoding | None) -> list[dict[str, float]]:
         scorer = self._scorer
         assert scorer is not None
-        if encoding is not None and hasattr(scorer, "tokenizer_fingerprint"):
-            raw = scorer.score(texts, encoding=encoding)  # type: ignore[call-arg]
+        if encoding is not None and reuses_encoding(scorer):
+            raw = scorer.score(texts, encoding=encoding)
         else:
             raw = scorer.score(texts)
         array = np.asarray(raw, dtype=np.float64)
@@ -197,23 +198,25 @@ class Guard:
             raise ValueError("scorer returned non-finite scores")
         return [dict(zip(categories, map(float, row), strict=True)) for row in array]
 
-    def _error_screen(self, stage: str, groups: tuple[str, ...]) -> Screen:
+    def _error_screen(self, stage: ScreenStage, groups: tuple[str, ...]) -> Screen:
         action = self.policy.toxicity.on_error
         reasons: tuple[Reason, ...] = ()
         if action != "allow":
             reasons = (
                 Reason(
                     monitor=TOXICITY_MONITOR,
-                    stage=stage,  # type: ignore[arg-type]
+                    stage=stage,
                     code="monitor_error",
                     action=action,
                     message=f"toxicity scorer failed; policy toxicity.on_error={action}",
                 ),
             )
-        return Screen(stage=stage, action=action, reasons=reasons, groups=groups)  # type: ignore[arg-type]
+        return Screen(stage=stage, action=action, reasons=reasons, groups=groups)
 
-    def _toxicity_screen(self, stage: str, groups: tuple[str, ...], scores: dict[str, float]) -> Screen:
+    def _toxicity_screen(self, stage: ScreenStage, groups: tuple[str, ...], scores: dict[str, float]) -> Screen:
         reasons: list[Reason] = []
+        action: Action
+        threshold: float
         for category, score in scores.items():
             bounds = self.policy.toxicity.categories.get(category)
             if bounds is None:
@@ -227,9 +230,9 @@ class Guard:
             reasons.append(
                 Reason(
                     monitor=TOXICITY_MONITOR,
-                    stage=stage,  # type: ignore[arg-type]
+                    stage=stage,
                     code=f"toxicity_{category}",
-                    action=action,  # type: ignore[arg-type]
+                    action=action,
                     category=category,
                     value=score,
                     threshold=threshold,
@@ -238,7 +241,7 @@ class Guard:
             )
         reasons.sort(key=lambda r: (r.action != "block", -(r.value or 0.0)))
         return Screen(
-            stage=stage,  # type: ignore[arg-type]
+            stage=stage,
             action=most_severe([r.action for r in reasons]),
             reasons=tuple(reasons),
             toxicity=scores,

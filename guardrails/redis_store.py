@@ -402,18 +402,21 @@ def _is_noscript(result: Any) -> bool:
 
 def _translate(error: BaseException) -> StoreError:
     """A redis-py (or socket) error as one of our three kinds, with the fix in the message."""
+    timeouts: tuple[type[BaseException], ...] = (TimeoutError,)
+    unreachable: tuple[type[BaseException], ...] = (ConnectionError, OSError)
     try:
         from redis import exceptions as redis_errors
     except ImportError:  # pragma: no cover - redis is a dependency of the distribution
-        redis_errors = None  # type: ignore[assignment]
+        pass
+    else:
+        timeouts += (redis_errors.TimeoutError,)
+        unreachable += (redis_errors.ConnectionError,)
     if isinstance(error, StoreError):
         return error
-    if isinstance(error, TimeoutError) or (redis_errors and isinstance(error, redis_errors.TimeoutError)):
+    if isinstance(error, timeouts):
         return StoreTimeout(
             f"Redis did not answer in time ({error}); check its latency, or raise FAIRGATE_REDIS_TIMEOUT_MS"
         )
-    if isinstance(error, (ConnectionError, OSError)) or (
-        redis_errors and isinstance(error, redis_errors.ConnectionError)
-    ):
+    if isinstance(error, unreachable):
         return StoreUnavailable(f"Redis cannot be reached ({error}); check FAIRGATE_REDIS_URL and that Redis runs")
     return StoreResponseError(f"Redis answered with an error ({type(error).__name__}: {error})")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
 
@@ -24,6 +24,27 @@ class ToxicityScorer(Protocol):
     def categories(self) -> Sequence[str]: ...
 
     def score(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class EncodingScorer(ToxicityScorer, Protocol):
+    """A scorer that can reuse a batch another model tokenised: ``score(texts, encoding=...)``.
+
+    It names its tokenizer (``tokenizer_fingerprint``) and ignores an encoding it cannot use.
+    """
+
+    @property
+    def tokenizer_fingerprint(self) -> str: ...
+
+    def score(self, texts: Sequence[str], *, encoding: Encoding | None = None) -> np.ndarray: ...
+
+
+def reuses_encoding(scorer: ToxicityScorer) -> TypeGuard[EncodingScorer]:
+    """True when ``scorer`` takes ``encoding=``: it has a ``tokenizer_fingerprint``.
+
+    A plain attribute probe (``hasattr``), so wrappers that forward the attribute through
+    ``__getattr__`` count too (``isinstance`` on a protocol would not, from Python 3.12).
+    """
+    return hasattr(scorer, "tokenizer_fingerprint")
 
 
 class OnnxToxicityScorer:

@@ -26,6 +26,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,12 @@ def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 def measure(
-    *, guard_tag: str, policy_path: Path | None, shared: Path, heldout: Path | None
+    *,
+    guard_tag: str,
+    policy_path: Path | None,
+    shared: Path,
+    heldout: Path | None,
+    model_dir: Path | None = None,
 ) -> dict[str, Any]:
     import pandas as pd
 
@@ -87,7 +93,12 @@ def measure(
     from fairgate.models.guard.fairness import identity_report
     from fairgate.models.store import get_stored_model
 
-    stored = get_stored_model(guard_tag)
+    if model_dir is not None:  # a directory outside the store (e.g. --rejected-out)
+        metadata_file = model_dir / "metadata.json"
+        metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+        stored = SimpleNamespace(tag=str(model_dir), path=model_dir, metadata=metadata)
+    else:
+        stored = get_stored_model(guard_tag)
     model = OnnxTextModel.from_directory(stored.path, variant="int8")
     policy = Policy.from_yaml(policy_path or default_policy_path())
     thresholds = {
@@ -156,6 +167,7 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.guard_quality", description=__doc__.split("\n")[0])
     parser.add_argument("--guard-tag", default="fairgate-toxicity:latest")
+    parser.add_argument("--model-dir", type=Path, help="a guard's model directory instead of a store tag")
     parser.add_argument("--policy", type=Path, help="policy YAML (default: the bundled default policy)")
     parser.add_argument("--shared-data", type=Path, default=SHARED_DATA)
     parser.add_argument("--heldout", type=Path, help="a held-out split CSV to score (text + category columns)")
@@ -163,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = measure(
-        guard_tag=args.guard_tag, policy_path=args.policy, shared=args.shared_data, heldout=args.heldout
+        guard_tag=args.guard_tag,
+        policy_path=args.policy,
+        shared=args.shared_data,
+        heldout=args.heldout,
+        model_dir=args.model_dir,
     )
     text = json.dumps(report, indent=2, default=str)
     if args.out is not None:

@@ -22,6 +22,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from fairgate.models.store import json_safe
+
 __all__ = ["EXIT_BROKEN", "EXIT_ERROR", "EXIT_USAGE", "register"]
 
 logger = logging.getLogger(__name__)
@@ -182,20 +184,10 @@ def _calibrate(args: argparse.Namespace) -> int:
         untouched = [name for name in policy.toxicity.categories if name not in calibration.categories]
         report["uncalibrated_categories"] = untouched
     if args.json:
-        print(json.dumps(_json_safe(report), indent=2))
+        print(json.dumps(json_safe(report), indent=2))
         return 0
     _print_calibration(calibration, report, untouched)
     return 0
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _pct(value: float) -> str:
@@ -295,7 +287,7 @@ def _simulate(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     broken = [r for r in rows if "holds" in r and not r["holds"]]
     if args.json:
-        print(json.dumps(_json_safe({"confidence": args.confidence, "categories": parts, "seeds": args.seeds,
+        print(json.dumps(json_safe({"confidence": args.confidence, "categories": parts, "seeds": args.seeds,
                                      "seconds": round(seconds, 2), "rows": rows}), indent=2))
     else:
         _print_simulation(rows, args, parts, seconds)

@@ -1,20 +1,18 @@
-"""``fairgate build classifier``: data -> fine-tune -> export -> parity -> evaluate -> gate -> store.
+"""``fairgate build classifier``: data -> fine-tune, then the shared tail (``fairgate.models.pipeline``).
 
-The order matters: the model is evaluated as it will be served (the int8 ONNX graph,
-through the serving runtime ``fairgate.guardrails.onnx_model``), and both the parity check and
-the deploy gate run before anything reaches the store, so a failing model is never
-stored.
+This module knows the classifier's data, training and figures: the test split scored by
+the int8 model (fp32 ONNX and PyTorch beside it), the per-group report and the deploy
+gate. Export, parity, the card and the store are the pipeline's, the same as the guard's,
+so the gate runs before anything reaches the store and a failing model is never stored.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +28,10 @@ from fairgate.models.datasets import (
 )
 from fairgate.models.errors import DataError
 from fairgate.models.finetune import FinetuneConfig
+from fairgate.models.pipeline import ScoringModel, Task, TrainedModel
+
+if TYPE_CHECKING:
+    from fairgate.guardrails.onnx_model import Variant
 
 __all__ = [
     "DEFAULT_CLASSIFIER_NAME",
@@ -37,6 +39,7 @@ __all__ = [
     "ClassifierBuildConfig",
     "build_classifier",
     "evaluate_model_directory",
+    "evaluate_scoring_model",
     "load_identity_data",
 ]
 
@@ -140,7 +143,7 @@ def evaluate_model_directory(
     model_dir: Path,
     data: LabelledData,
     *,
-    variant: str = "int8",
+    variant: Variant = "int8",
     positive_label: str | None = None,
     min_group_size: int = 5,
     batch_size: int = 64,
@@ -151,9 +154,24 @@ def evaluate_model_directory(
     has groups, ``per_group``) and the probabilities ``[n, n_labels]``.
     """
     from fairgate.guardrails.onnx_model import OnnxTextModel
-    from fairgate.models.evaluation import classification_metrics, group_metrics
 
     model = OnnxTextModel.from_directory(model_dir, variant=variant)
+    return evaluate_scoring_model(
+        model, data, positive_label=positive_label, min_group_size=min_group_size, batch_size=batch_size
+    )
+
+
+def evaluate_scoring_model(
+    model: ScoringModel,
+    data: LabelledData,
+    *,
+    positive_label: str | None = None,
+    min_group_size: int = 5,
+    batch_size: int = 64,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`evaluate_model_directory` for a model already loaded (the build's int8 model)."""
+    from fairgate.models.evaluation import classification_metrics, group_metrics
+
     if list(model.labels) != list(data.labels):
         raise DataError(
             f"{data.source}: labels {list(data.labels)} do not match the model's {list(model.labels)}"
@@ -195,22 +213,101 @@ def _auto_threads() -> int | None:
     return None
 
 
+def _identity_set(config: ClassifierBuildConfig, labels: list[str]) -> LabelledData | None:
+    """The identity set for the per-group report, unless the data has its own groups."""
+    if not config.identity_data or config.group_column is not None:
+        return None
+    try:
+        return load_identity_data(config.identity_data, labels=labels)
+    except DataError as error:
+        if config.identity_data != "bundled":
+            raise
+        # The bundled identity set is sentiment (negative/positive); other label sets
+        # get no identity report rather than a failed build.
+        logger.warning("no per-group report: the bundled identity set does not fit labels %s (%s)",
+                       labels, error)
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ClassifierAssessment:
+    """The test split scored by the int8 model (fp32 ONNX and PyTorch beside it), the
+    per-group report (the data's groups, else the identity set's) and the deploy gate."""
+
+    config: ClassifierBuildConfig
+    test: LabelledData
+    identity: LabelledData | None
+    trained: TrainedModel
+
+    def __call__(self, *, int8: ScoringModel, model_dir: Path) -> dict[str, Any]:
+        from fairgate.models.evaluation import classification_metrics, probabilities
+        from fairgate.models.finetune import predict_logits
+
+        config, trained = self.config, self.trained
+        metrics, _ = evaluate_scoring_model(
+            int8, self.test, positive_label=config.positive_label, min_group_size=config.min_group_size
+        )
+        fp32_metrics, _ = evaluate_model_directory(model_dir, self.test, variant="fp32")
+        torch_logits = predict_logits(
+            trained.model, trained.tokenizer, self.test.texts, max_length=trained.max_length
+        )
+        torch_metrics = classification_metrics(
+            targets=self.test.targets, probs=probabilities(torch_logits, trained.task), labels=trained.labels
+        )
+        per_group = metrics.pop("per_group", None)
+        if self.identity is not None:
+            identity_report, _ = evaluate_scoring_model(
+                int8, self.identity, positive_label=config.positive_label, min_group_size=config.min_group_size
+            )
+            per_group = identity_report["per_group"]
+            per_group["accuracy"] = identity_report["accuracy"]
+        headline = ("accuracy", "macro_f1", "roc_auc")
+        return {
+            "metrics": {
+                **metrics,
+                "variant": "int8",
+                "fp32_onnx": {k: fp32_metrics[k] for k in headline},
+                "pytorch": {k: torch_metrics[k] for k in headline},
+                "per_group": per_group,
+            },
+            "gate": {
+                "max_parity_difference": config.max_parity_difference,
+                "min_impact_ratio": config.min_impact_ratio,
+                "passed": _deploy_gate(per_group, config),
+            },
+        }
+
+
+def _deploy_gate(per_group: dict[str, Any] | None, config: ClassifierBuildConfig) -> list[str]:
+    """The checks passed; raises ``DeployGateError`` (nothing stored) when one fails."""
+    from fairgate.models.evaluation import check_deploy_gate
+
+    if config.max_parity_difference is None and config.min_impact_ratio is None:
+        return []
+    if per_group is None:
+        raise DataError(
+            "a deploy gate (--max-parity-difference / --min-impact-ratio) needs groups: "
+            "give --group-column or keep --identity-data"
+        )
+    return check_deploy_gate(
+        per_group,
+        max_parity_difference=config.max_parity_difference,
+        min_impact_ratio=config.min_impact_ratio,
+    )
+
+
 def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) -> BuildResult:
     """Run the whole build; raises ``DataError``, ``EncoderSourceError``,
     ``ExportParityError`` or ``DeployGateError`` (nothing stored) on failure."""
     import torch
 
-    from fairgate.models.card import render_model_card
+    from fairgate.models.card import CLASSIFIER_CARD
     from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
-    from fairgate.models.evaluation import check_deploy_gate, classification_metrics, probabilities
-    from fairgate.models.export import check_parity, export_model_directory
-    from fairgate.models.finetune import finetune, predict_logits, seed_everything
-    from fairgate.models.store import json_safe, save_model_directory
+    from fairgate.models.finetune import finetune, seed_everything
+    from fairgate.models.pipeline import StoreTarget, export_and_store, limit_torch_threads
 
     started = time.perf_counter()
-    threads = config.torch_threads or _auto_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    limit_torch_threads(config.torch_threads or _auto_threads())
     data, splits = _load_splits(config)
     normalization = (
         TextNormalization.social() if config.normalization == "social" else TextNormalization.none()
@@ -224,22 +321,12 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
         seed=splits.seed,
     )
     labels = list(splits.train.labels)
-    task = "single_label_classification"
+    task: Task = "single_label_classification"
     logger.info(
         "data %s: train %d, validation %d, test %d; labels %s",
         splits.train.source, len(splits.train), len(splits.validation), len(splits.test), labels,
     )
-    identity = None
-    if config.identity_data and config.group_column is None:
-        try:
-            identity = load_identity_data(config.identity_data, labels=labels)
-        except DataError as error:
-            if config.identity_data != "bundled":
-                raise
-            # The bundled identity set is sentiment (negative/positive); other label sets
-            # get no identity report rather than a failed build.
-            logger.warning("no per-group report: the bundled identity set does not fit labels %s (%s)",
-                           labels, error)
+    identity = _identity_set(config, labels)
 
     encoder = resolve_encoder(config.base)
     tokenizer = load_tokenizer(encoder)
@@ -249,57 +336,28 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
         model, tokenizer, train=splits.train, validation=splits.validation,
         config=config.finetune, progress=progress,
     )
-    max_length = config.finetune.max_length
-
-    with tempfile.TemporaryDirectory(prefix="fairgate-classifier-") as scratch:
-        model_dir = Path(scratch) / "model"
-        export = export_model_directory(
-            model, tokenizer, model_dir, task=task, labels=labels,
-            max_length=max_length, quantization=config.quantization, normalization=normalization,
-        )
-        parity = check_parity(
-            torch_model=model, tokenizer=tokenizer, model_dir=model_dir,
-            texts=splits.validation.texts[: config.parity_samples], task=task,
-            max_length=max_length, fp32_tolerance=config.parity_tolerance,
-            int8_min_agreement=config.int8_min_agreement,
-        )
-        metrics, _ = evaluate_model_directory(
-            model_dir, splits.test, variant="int8",
-            positive_label=config.positive_label, min_group_size=config.min_group_size,
-        )
-        fp32_metrics, _ = evaluate_model_directory(model_dir, splits.test, variant="fp32")
-        torch_probs = probabilities(
-            predict_logits(model, tokenizer, splits.test.texts, max_length=max_length), task
-        )
-        torch_metrics = classification_metrics(targets=splits.test.targets, probs=torch_probs, labels=labels)
-        per_group = metrics.pop("per_group", None)
-        if identity is not None:
-            identity_report, _ = evaluate_model_directory(
-                model_dir, identity, variant="int8",
-                positive_label=config.positive_label, min_group_size=config.min_group_size,
-            )
-            per_group = identity_report["per_group"]
-            per_group["accuracy"] = identity_report["accuracy"]
-        gate: list[str] = []
-        if config.max_parity_difference is not None or config.min_impact_ratio is not None:
-            if per_group is None:
-                raise DataError(
-                    "a deploy gate (--max-parity-difference / --min-impact-ratio) needs groups: "
-                    "give --group-column or keep --identity-data"
-                )
-            gate = check_deploy_gate(
-                per_group,
-                max_parity_difference=config.max_parity_difference,
-                min_impact_ratio=config.min_impact_ratio,
-            )
-        metrics["variant"] = "int8"
-        all_metrics = {
-            **metrics,
-            "fp32_onnx": {k: fp32_metrics[k] for k in ("accuracy", "macro_f1", "roc_auc")},
-            "pytorch": {k: torch_metrics[k] for k in ("accuracy", "macro_f1", "roc_auc")},
-            "per_group": per_group,
-        }
-        training = {
+    exported = TrainedModel(
+        model=model, tokenizer=tokenizer, task=task, labels=labels,
+        max_length=config.finetune.max_length, normalization=normalization,
+        parity_texts=splits.validation.texts[: config.parity_samples],
+    )
+    metadata = {
+        "role": "classifier",
+        "task": task,
+        "labels": labels,
+        "base": encoder.describe(),
+        "base_source": config.base,
+        "data": {
+            "source": splits.train.source,
+            "fingerprint": data.fingerprint,
+            "test_source": splits.test.source,
+            "test_fingerprint": splits.test.fingerprint,
+            "sizes": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+            "split_seed": splits.seed,
+            "identity_source": identity.source if identity is not None else None,
+            "identity_fingerprint": identity.fingerprint if identity is not None else None,
+        },
+        "training": {
             "config": config.finetune.model_dump(),
             "seconds": round(trained.seconds, 2),
             "steps": trained.steps,
@@ -311,46 +369,27 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
             "history": trained.history,
             "torch_version": torch.__version__,
             "torch_threads": torch.get_num_threads(),
-        }
-        data_meta = {
-            "source": splits.train.source,
-            "fingerprint": data.fingerprint,
-            "test_source": splits.test.source,
-            "test_fingerprint": splits.test.fingerprint,
-            "sizes": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
-            "split_seed": splits.seed,
-            "identity_source": identity.source if identity is not None else None,
-            "identity_fingerprint": identity.fingerprint if identity is not None else None,
-        }
-        card = render_model_card(
-            name=config.name, task=task, labels=labels, base=encoder.describe(), data=data_meta,
-            training={k: v for k, v in training.items() if k != "history"},
-            metrics=json_safe(all_metrics), parity=parity.as_dict(), export=export,
-        )
-        (model_dir / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-        metadata = {
-            "role": "classifier",
-            "task": task,
-            "labels": labels,
-            "base": encoder.describe(),
-            "base_source": config.base,
-            "data": data_meta,
-            "training": training,
-            "metrics": all_metrics,
-            "parity": parity.as_dict(),
-            "export": export,
-            "gate": {
-                "max_parity_difference": config.max_parity_difference,
-                "min_impact_ratio": config.min_impact_ratio,
-                "passed": gate,
-            },
-            "build_config": config.model_dump(mode="json", exclude={"finetune"}),
-        }
-        tag = save_model_directory(config.name, model_dir, metadata=metadata, labels={"role": "classifier"})
-        if config.output_dir is not None:
-            shutil.copytree(model_dir, config.output_dir, dirs_exist_ok=True)
-    return BuildResult(
-        tag=tag, metrics=all_metrics, per_group=per_group, parity=parity.as_dict(),
-        export=export, training=training, seconds=time.perf_counter() - started, gate=gate,
+        },
+        "build_config": config.model_dump(mode="json", exclude={"finetune"}),
+    }
+    stored = export_and_store(
+        exported,
+        target=StoreTarget(
+            name=config.name,
+            store_labels={"role": "classifier"},
+            parity_tolerance=config.parity_tolerance,
+            int8_min_agreement=config.int8_min_agreement,
+            quantization=config.quantization,
+            copy_to=config.output_dir,
+        ),
+        metadata=metadata,
+        assess=_ClassifierAssessment(config=config, test=splits.test, identity=identity, trained=exported),
+        card=CLASSIFIER_CARD,
+        started=started,
     )
-
+    figures = stored.metadata
+    return BuildResult(
+        tag=stored.tag, metrics=figures["metrics"], per_group=figures["metrics"]["per_group"],
+        parity=figures["parity"], export=figures["export"], training=figures["training"],
+        seconds=time.perf_counter() - started, gate=figures["gate"]["passed"],
+    )

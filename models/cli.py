@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
+
+from fairgate.models.card import fmt as _fmt
 
 __all__ = ["EXIT_ERROR", "EXIT_GATE", "EXIT_PARITY", "register"]
 
@@ -133,12 +134,6 @@ def _dumps(value: Any) -> str:
     from fairgate.models.store import json_safe
 
     return json.dumps(json_safe(value), indent=2, default=_json_default)
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def _error(message: str) -> None:

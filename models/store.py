@@ -17,6 +17,7 @@ from typing import Any
 from fairgate.models.errors import StoreError
 
 __all__ = [
+    "NOT_A_NUMBER",
     "StoredModel",
     "get_stored_model",
     "json_safe",
@@ -28,6 +29,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _FAIRGATE_LABEL = ("fairgate", "model")
+# How a figure that cannot be computed is spelled in metadata and JSON (docs/guard.md).
+NOT_A_NUMBER = "NaN"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,29 +44,36 @@ class StoredModel:
     created: str
 
 
-def json_safe(value: Any) -> Any:
-    """Metadata as plain JSON: NaN/inf become None, tuples lists, numpy scalars Python."""
+def json_safe(value: Any, *, drop_none: bool = False) -> Any:
+    """Metadata as plain JSON: the one sanitiser for the store, model cards and ``--json``.
+
+    A figure that cannot be computed (an AUC on one class, a group with too few rows)
+    must stay visible as such, never become a silent 0 or vanish, so NaN (and infinity)
+    becomes the string ``"NaN"``. Tuples become lists, numpy scalars Python numbers,
+    paths and ``str`` subclasses (torch's ``TorchVersion`` confuses YAML) plain strings.
+
+    ``drop_none``: BentoML's metadata validator refuses ``None`` anywhere, so for the
+    store an unset entry is left out of its dict (absent means "not set") and a ``None``
+    inside a list becomes ``"n/a"``.
+    """
     if isinstance(value, str):
-        return str(value)  # str subclasses (torch's TorchVersion) confuse YAML
+        return str(value)
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {
+            str(k): json_safe(v, drop_none=drop_none)
+            for k, v in value.items()
+            if not (drop_none and v is None)
+        }
     if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        return [
+            "n/a" if drop_none and v is None else json_safe(v, drop_none=drop_none) for v in value
+        ]
+    if hasattr(value, "item") and not isinstance(value, bytes):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return NOT_A_NUMBER
     if isinstance(value, Path):
         return str(value)
-    return value
-
-
-def _store_safe(value: Any) -> Any:
-    """BentoML metadata refuses None: drop None entries (absent means "not set")."""
-    if isinstance(value, dict):
-        return {k: _store_safe(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_store_safe(v) if v is not None else "n/a" for v in value]
     return value
 
 
@@ -77,7 +87,8 @@ def save_model_directory(
     """Copy every file of ``directory`` into a new store entry ``name:<version>``.
 
     Returns the full tag. The directory must hold ``fairgate.json`` (checked), so a
-    half-written export cannot be stored.
+    half-written export cannot be stored. ``metadata`` is stored as :func:`json_safe`
+    makes it (NaN as ``"NaN"``, unset entries left out).
     """
     import bentoml
 
@@ -85,7 +96,7 @@ def save_model_directory(
     if not (directory / "fairgate.json").is_file():
         raise StoreError(f"{directory} has no fairgate.json; export the model before storing it")
     store_labels = {_FAIRGATE_LABEL[0]: _FAIRGATE_LABEL[1], **(labels or {})}
-    with bentoml.models.create(name, labels=store_labels, metadata=_store_safe(json_safe(metadata))) as entry:
+    with bentoml.models.create(name, labels=store_labels, metadata=json_safe(metadata, drop_none=True)) as entry:
         for item in directory.iterdir():
             target = Path(entry.path) / item.name
             if item.is_dir():

@@ -10,7 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fairgate.guardrails.onnx_model import OnnxTextModel
+    from fairgate.guardrails.scorers import ToxicityScorer
 
 __all__ = ["FaultSpec", "InjectedFault", "apply_faults", "parse_faults"]
 
@@ -43,14 +49,14 @@ def parse_faults(value: str | None) -> FaultSpec:
 
 
 class _FaultyScorer:
-    def __init__(self, scorer: Any, kind: str, seconds: float) -> None:
+    def __init__(self, scorer: ToxicityScorer, kind: str, seconds: float) -> None:
         self._scorer, self._kind, self._seconds = scorer, kind, seconds
 
     @property
     def categories(self) -> Sequence[str]:
         return self._scorer.categories
 
-    def score(self, texts: Sequence[str], **kwargs: Any) -> Any:
+    def score(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
         if self._kind == "sleep":
             time.sleep(self._seconds)
             return self._scorer.score(texts, **kwargs)
@@ -58,17 +64,19 @@ class _FaultyScorer:
 
 
 class _FaultyClassifier:
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: OnnxTextModel) -> None:
         self._model = model
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:
+    def run(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise InjectedFault("injected classifier fault (FAIRGATE_FAULTS)")
 
 
-def apply_faults(faults: FaultSpec, *, scorer: Any, classifier: Any) -> tuple[Any, Any]:
+def apply_faults(
+    faults: FaultSpec, *, scorer: ToxicityScorer, classifier: OnnxTextModel
+) -> tuple[ToxicityScorer, OnnxTextModel]:
     """The scorer and classifier, wrapped where ``faults`` says; unchanged when it is empty."""
     if "scorer" in faults:
         kind, seconds = faults["scorer"]
@@ -76,5 +84,6 @@ def apply_faults(faults: FaultSpec, *, scorer: Any, classifier: Any) -> tuple[An
         scorer = _FaultyScorer(scorer, kind, seconds)
     if "classifier" in faults:
         logger.warning("FAIRGATE_FAULTS: the classifier will raise")
-        classifier = _FaultyClassifier(classifier)
+        # Stands in for the model: every attribute but run() is the model's (__getattr__).
+        classifier = cast("OnnxTextModel", _FaultyClassifier(classifier))
     return scorer, classifier

@@ -49,14 +49,14 @@ def _cache_json_schema(cls: type[IORootModel[Any]]) -> type[IORootModel[Any]]:
             cache.append(build())
         return copy.deepcopy(cache[0])
 
-    cls.model_json_schema = staticmethod(model_json_schema)  # type: ignore[method-assign,assignment]
+    cls.model_json_schema = staticmethod(model_json_schema)
     return cls
 
 
 def single_item_input(item_type: type[ClassifyRequest]) -> type[IORootModel[Any]]:
     """The input spec of ``/classify``: the body is one ``item_type`` object."""
 
-    class ClassifyInput(IORootModel[list[item_type]]):  # type: ignore[valid-type]
+    class ClassifyInput(IORootModel[list[item_type]]):  # type: ignore[valid-type]  # item_type: chosen at run time
         __root_input__ = True
 
         @field_validator("root", mode="before")

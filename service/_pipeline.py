@@ -13,14 +13,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel, can_share_encoding
 from fairgate.service.schemas import ClassifyResult
 
-__all__ = ["GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
+if TYPE_CHECKING:
+    from fairgate.guardrails.decision import Decision, GuardStatus, Screen, ScreenStage
+    from fairgate.guardrails.groups import RequestGroup
+    from fairgate.guardrails.metrics import GuardMetrics
+
+__all__ = ["BatchGuard", "GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,29 @@ class ItemLike(Protocol):
     group: str | None
 
 
+class BatchGuard(Protocol):
+    """What the pipeline calls on the guard (:class:`fairgate.guardrails.guard.Guard` is one).
+
+    ``metrics`` records the pipeline's batch sizes and inference time next to the guard's own.
+    """
+
+    @property
+    def metrics(self) -> GuardMetrics: ...
+
+    def screen(
+        self,
+        texts: Sequence[str],
+        groups: Sequence[RequestGroup] | None = None,
+        *,
+        stage: ScreenStage = "input",
+        encoding: Encoding | None = None,
+    ) -> list[Screen]: ...
+
+    def review(self, screens: Sequence[Screen], labels: Sequence[str | None]) -> list[Decision]: ...
+
+    def status(self) -> GuardStatus: ...
+
+
 class ModelFailure(RuntimeError):
     """The classifier failed on a batch: the items get an error, never a made-up label."""
 
@@ -37,16 +65,17 @@ class ModelFailure(RuntimeError):
 class GuardedClassifier:
     """The classifier behind the guard, batch in, one :class:`ClassifyResult` per item out.
 
-    ``guard`` is a :class:`guardrails.Guard`; its ``metrics`` object records inference
-    time and batch sizes, so every ``fairgate_`` metric lives in one registry. A lock
-    serialises batches and status reads: the rate windows are plain in-process state.
+    ``guard`` is a :class:`fairgate.guardrails.Guard` (any :class:`BatchGuard`); its ``metrics``
+    object records inference time and batch sizes, so every ``fairgate_`` metric lives in one
+    registry. A lock serialises batches and status reads: the rate windows are plain in-process
+    state.
     """
 
     def __init__(
         self,
         *,
         classifier: OnnxTextModel,
-        guard: Any,
+        guard: BatchGuard,
         guard_model: OnnxTextModel | None = None,
         clock: Callable[[], float] = time.perf_counter,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
@@ -121,7 +150,7 @@ class GuardedClassifier:
             self.guard.metrics.inference_duration.labels(model="classifier").observe(self._clock() - start)
         return probabilities
 
-    def status(self) -> Any:
+    def status(self) -> GuardStatus:
         """The guard's status, read under the batch lock so windows are consistent."""
         with self._lock:
             return self.guard.status()

@@ -12,10 +12,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from fairgate.service.schemas import ModelInfo
 from fairgate.service.settings import ServiceSettings
+
+if TYPE_CHECKING:  # imported where used at run time, so this module stays light
+    from prometheus_client import CollectorRegistry
+
+    from fairgate.guardrails.scorers import ToxicityScorer
+    from fairgate.guardrails.store import MonitorStore, WindowStore
+    from fairgate.service._pipeline import GuardedClassifier
+    from fairgate.service.audit import AuditSettings, AuditTrail
+    from fairgate.service.limits import LimitSettings
 
 __all__ = [
     "ModelNotFoundError",
@@ -38,6 +47,26 @@ class ModelNotFoundError(LookupError):
     """A model tag the service needs is not in the local BentoML store."""
 
 
+class StoredModel(Protocol):
+    """A model in the local BentoML store (``bentoml.models.Model``): what the service reads of it."""
+
+    @property
+    def tag(self) -> object: ...
+
+    @property
+    def path(self) -> str: ...
+
+
+class ModelReference(Protocol):
+    """A ``bentoml.models.BentoModel`` class attribute: a tag, and the stored model if there is one."""
+
+    @property
+    def tag(self) -> object: ...
+
+    @property
+    def stored(self) -> StoredModel | None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class StoredModelRef:
     """A model resolved in the store: its full tag and directory."""
@@ -51,16 +80,18 @@ class StoredModelRef:
 class Runtime:
     """Everything a worker needs to answer requests."""
 
-    pipeline: Any  # service._pipeline.GuardedClassifier
+    pipeline: GuardedClassifier
     policy_path: Path
     policy_version: str
     models: tuple[ModelInfo, ...]
     load_seconds: float
-    audit: Any = None  # service.audit.AuditTrail, or None when FAIRGATE_AUDIT_DB=off
+    audit: AuditTrail | None = None  # None when FAIRGATE_AUDIT_DB=off
     window_scope: str = "worker"  # "fleet" when FAIRGATE_REDIS_URL shares the windows
 
 
-def build_window_store(*, settings: ServiceSettings, policy_version: str) -> tuple[Any, Callable[[], float]]:
+def build_window_store(
+    *, settings: ServiceSettings, policy_version: str
+) -> tuple[WindowStore | MonitorStore, Callable[[], float]]:
     """The rate monitors' store and the clock to stamp outcomes with.
 
     Without ``FAIRGATE_REDIS_URL``: this worker's own windows on the monotonic clock. With
@@ -99,7 +130,7 @@ def build_window_store(*, settings: ServiceSettings, policy_version: str) -> tup
     return store, time.time
 
 
-def resolve_stored_model(reference: Any, *, role: str, env_var: str) -> StoredModelRef:
+def resolve_stored_model(reference: ModelReference, *, role: str, env_var: str) -> StoredModelRef:
     """Find a ``bentoml.models.BentoModel`` reference in the *local* store.
 
     ``BentoModel.resolve()`` would try BentoCloud when the tag is missing; offline that is
@@ -120,9 +151,9 @@ def load_runtime(
     settings: ServiceSettings,
     classifier: StoredModelRef,
     guard: StoredModelRef,
-    registry: Any,
-    limits: Any = None,
-    audit: Any = None,
+    registry: CollectorRegistry,
+    limits: LimitSettings | None = None,
+    audit: AuditSettings | None = None,
 ) -> Runtime:
     """Load the models, the policy and the guard; raise with a message naming the fix."""
     from fairgate.guardrails.guard import Guard
@@ -150,7 +181,7 @@ def load_runtime(
     guard_model = OnnxTextModel.from_directory(
         guard.path, variant=variant, intra_op_threads=threads, bucket_size=settings.bucket_size
     )
-    scorer: Any = OnnxToxicityScorer(model=guard_model)
+    scorer: ToxicityScorer = OnnxToxicityScorer(model=guard_model)
     limits = limits if limits is not None else LimitSettings()
     faults = parse_faults(os.environ.get("FAIRGATE_FAULTS"))
     if faults:  # tests only: never set in production

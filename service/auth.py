@@ -24,10 +24,13 @@ import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["DOC_PATHS", "OPS_PATHS", "ApiKeyAuth", "AuthError", "AuthSettings", "KeyRing"]
 
@@ -136,7 +139,7 @@ class ApiKeyAuth:
 
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         *,
         api_keys: KeyRing,
         ops_keys: KeyRing | None = None,
@@ -155,7 +158,7 @@ class ApiKeyAuth:
             return None
         return self.api_keys if len(self.api_keys) else None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return

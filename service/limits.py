@@ -31,11 +31,17 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import numpy as np
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from fairgate.guardrails.scorers import ToxicityScorer
 
 __all__ = [
     "DEFAULT_MAX_TEXT_CHARS",
@@ -58,8 +64,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_TEXT_CHARS = 10_000
 MAX_GROUP_CHARS = 64
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 
 
 # -- pydantic types ---------------------------------------------------------------------
@@ -177,7 +181,7 @@ def error_body(message: str, errors: list[dict[str, Any]] | None = None) -> byte
 
 
 async def _respond(
-    send: Callable[[dict[str, Any]], Awaitable[None]],
+    send: Send,
     status: int,
     body: bytes,
     headers: Iterable[tuple[bytes, bytes]] = (),
@@ -290,7 +294,7 @@ class RequestLimits:
         self.timed_out = 0
         self._background: set[asyncio.Future[Any]] = set()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") not in self.paths:
             await self.app(scope, receive, send)
             return
@@ -346,7 +350,7 @@ class RequestLimits:
             if not kept:
                 release()
 
-    def _check_headers(self, scope: dict[str, Any]) -> tuple[int, bytes] | None:
+    def _check_headers(self, scope: Scope) -> tuple[int, bytes] | None:
         headers = dict(scope.get("headers") or [])
         content_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         if content_type != b"application/json":
@@ -367,7 +371,7 @@ class RequestLimits:
                 )
         return None
 
-    async def _read_body(self, receive: Any) -> bytes:
+    async def _read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -400,13 +404,13 @@ class RequestLimits:
         return None
 
     async def _run(
-        self, scope: dict[str, Any], body: bytes, receive: Any, send: Any, release: Callable[..., None]
+        self, scope: Scope, body: bytes, receive: Receive, send: Send, release: Callable[..., None]
     ) -> bool:
         """Run the app with the deadline; True when the deadline answered and the work goes on."""
         state = _ResponseState(send=send, retry_after=self.retry_after)
         replayed = False
 
-        async def replay() -> dict[str, Any]:
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
@@ -448,15 +452,15 @@ class RequestLimits:
 class _ResponseState:
     """Watches the app's response: adds ``Retry-After`` to 503s, rewrites validation 400s."""
 
-    def __init__(self, *, send: Any, retry_after: tuple[bytes, bytes]) -> None:
+    def __init__(self, *, send: Send, retry_after: tuple[bytes, bytes]) -> None:
         self._send = send
         self._retry_after = retry_after
         self.started = False
         self.muted = False
-        self._held_start: dict[str, Any] | None = None
+        self._held_start: Message | None = None
         self._held_body: list[bytes] = []
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         if self.muted:
             return
         if message["type"] == "http.response.start":
@@ -572,14 +576,14 @@ class OpenAPIErrors:
         self.secured_paths = secured_paths
         self.path = path
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") != self.path or scope.get("method") != "GET":
             await self.app(scope, receive, send)
             return
         start: dict[str, Any] = {}
         chunks: list[bytes] = []
 
-        async def capture(message: dict[str, Any]) -> None:
+        async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 start.update(message)
             elif message["type"] == "http.response.body":
@@ -669,7 +673,7 @@ class ScorerDeadline:
     still shares the classifier's tokenisation.
     """
 
-    def __init__(self, *, scorer: Any, timeout_s: float) -> None:
+    def __init__(self, *, scorer: ToxicityScorer, timeout_s: float) -> None:
         self.scorer = scorer
         self.timeout_s = timeout_s
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="fairgate-scorer")
@@ -682,10 +686,10 @@ class ScorerDeadline:
 
     def __getattr__(self, name: str) -> Any:
         if name == "tokenizer_fingerprint":
-            return self.scorer.tokenizer_fingerprint  # AttributeError when the scorer has none
+            return getattr(self.scorer, name)  # AttributeError when the scorer has none
         raise AttributeError(name)
 
-    def score(self, texts: Sequence[str], **kwargs: Any) -> Any:
+    def score(self, texts: Sequence[str], **kwargs: Any) -> np.ndarray:
         with self._lock:
             if self._busy is not None and not self._busy.done():
                 raise ScorerTimeoutError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic.config import JsonDict
 
 from fairgate.guardrails.decision import GuardStatus, Reason
 from fairgate.service.limits import (
@@ -40,8 +41,8 @@ __all__ = [
 DEFAULT_MAX_ITEMS = 256
 # Text and group limits are the reusable types of service.limits (docs/reliability.md).
 
-_REQUEST_EXAMPLE = {"text": "The staff were friendly and the food was great.", "group": "female"}
-_RESULT_EXAMPLE = {
+_REQUEST_EXAMPLE: JsonDict = {"text": "The staff were friendly and the food was great.", "group": "female"}
+_RESULT_EXAMPLE: JsonDict = {
     "request_id": "6f1c2a9e0b7d4e55a3c1f2e4d5b6a7c8",
     "label": "positive",
     "scores": {"negative": 0.03, "positive": 0.97},
@@ -64,7 +65,7 @@ class ClassifyRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _REQUEST_EXAMPLE})
 
-    text: bounded_text(DEFAULT_MAX_TEXT_CHARS)  # type: ignore[valid-type]
+    text: bounded_text(DEFAULT_MAX_TEXT_CHARS)  # type: ignore[valid-type]  # an Annotated type built at run time
     group: GroupName | None = Field(
         default=None,
         json_schema_extra={"nullable": True},
@@ -108,7 +109,7 @@ def classify_batch_request_type(item_type: type[ClassifyRequest], max_items: int
             },
         ),
         items=(
-            list[item_type],  # type: ignore[valid-type]
+            list[item_type],  # type: ignore[valid-type]  # item_type: a class chosen at run time (the text limit)
             Field(
                 min_length=1,
                 max_length=max_items,

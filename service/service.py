@@ -31,7 +31,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio.to_thread
 import bentoml
@@ -58,6 +59,11 @@ from fairgate.service.schemas import (
     classify_request_type,
 )
 from fairgate.service.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from fairgate.service._runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +114,7 @@ class Fairgate:
                 logging.getLogger(name).setLevel(logging.INFO)
         install_log_redaction()  # BentoML would log rejected bodies' text in tracebacks
         self.settings = SETTINGS
-        self._runtime: Any = None
+        self._runtime: Runtime | None = None
         self._error: str | None = None
         self._batcher: MicroBatcher[ClassifyRequest, ClassifyResult] | None = None
         if not BENTOML_BATCHING:
@@ -179,7 +185,7 @@ class Fairgate:
                 raise ServiceUnavailable("the audit trail could not be written; retry later") from error
         return results
 
-    async def _decide(self, items: list[ClassifyRequest]) -> Any:
+    async def _decide(self, items: list[ClassifyRequest]) -> list[ClassifyResult] | JSONResponse:
         """Results for ``items``, or a 503 with the reason (queue full, model failure, not ready)."""
         from fairgate.service._batcher import QueueFull
         from fairgate.service._pipeline import ModelFailure
@@ -209,7 +215,7 @@ class Fairgate:
         A blocked item has label null and a reason naming the monitor, the category or
         group, the figure and the threshold. Concurrent calls share model runs.
         """
-        return await self._decide(items)  # type: ignore[no-any-return]
+        return await self._decide(items)  # type: ignore[return-value]  # or a 503 JSONResponse, sent as is
 
     @bentoml.api(
         route="/classify_batch",
@@ -221,7 +227,7 @@ class Fairgate:
     )
     async def classify_batch(self, items: list[ClassifyRequest]) -> list[ClassifyResult]:
         """Classify up to FAIRGATE_MAX_ITEMS items (default 256); one result per item, in order."""
-        return await self._decide(items)  # type: ignore[no-any-return]
+        return await self._decide(items)  # type: ignore[return-value]  # or a 503 JSONResponse, sent as is
 
     @status_app.get("/status", response_model=GuardrailsStatusResponse)
     def guardrails_status(self) -> GuardrailsStatusResponse:
@@ -250,10 +256,10 @@ class ReadinessGate:
     generic error; with it the client learns why and when to retry.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path") in INFERENCE_ROUTES:
             try:
                 instance = bentoml.get_current_service()
@@ -267,7 +273,7 @@ class ReadinessGate:
         await self.app(scope, receive, send)
 
 
-def _secured_paths(paths: Any) -> list[str]:
+def _secured_paths(paths: Iterable[str]) -> list[str]:
     """The documented paths that need a key (for the OpenAPI document's 401s)."""
     secured = []
     for path in paths:
@@ -279,13 +285,20 @@ def _secured_paths(paths: Any) -> list[str]:
     return secured
 
 
+def _add_middleware(middleware: type, **options: Any) -> None:
+    """Add an ASGI middleware to the service: ``Fairgate.add_asgi_middleware``.
+
+    ``@bentoml.service`` replaced the class ``Fairgate`` with a ``bentoml.Service``; mypy still
+    types the name as the class (it ignores what a class decorator returns), hence the cast.
+    """
+    cast("bentoml.Service[Fairgate]", Fairgate).add_asgi_middleware(middleware, **options)
+
+
 # Outermost first: keys before any work, then the documented errors, then the limits
 # (body checks, load shedding, deadline), then readiness.
-Fairgate.add_asgi_middleware(
-    ApiKeyAuth, api_keys=API_KEYS, ops_keys=OPS_KEYS, protect_docs=AUTH.api_keys_protect_docs
-)
-Fairgate.add_asgi_middleware(OpenAPIErrors, inference_paths=INFERENCE_ROUTES, secured_paths=_secured_paths)
-Fairgate.add_asgi_middleware(
+_add_middleware(ApiKeyAuth, api_keys=API_KEYS, ops_keys=OPS_KEYS, protect_docs=AUTH.api_keys_protect_docs)
+_add_middleware(OpenAPIErrors, inference_paths=INFERENCE_ROUTES, secured_paths=_secured_paths)
+_add_middleware(
     RequestLimits,
     paths=INFERENCE_ROUTES,
     max_body_bytes=LIMITS.body_limit(max_items=SETTINGS.max_items, max_text_chars=SETTINGS.max_text_chars),
@@ -294,4 +307,4 @@ Fairgate.add_asgi_middleware(
     retry_after_s=LIMITS.retry_after_s,
     max_json_depth=LIMITS.max_json_depth,
 )
-Fairgate.add_asgi_middleware(ReadinessGate)
+_add_middleware(ReadinessGate)

@@ -1,18 +1,31 @@
-"""The guard's model card: the pipeline's card plus the guard's own sections.
+"""The guard's model card: the shared sections plus the guard's own.
 
-Per-category ROC AUC on the held-out split, the per-identity false-positive rates and
-the identity fairness report (metadata key ``identity_report``, the dict of
-``fairness.IdentityReport.as_dict``), rendered only from the figures the build measured
-(the same dict stored as metadata).
+Rendered by the one renderer (``fairgate.models.card.render_card``) from the metadata
+the build stores: per-category ROC AUC on the held-out split, the per-identity
+false-positive rates, the recommended thresholds and the identity fairness report
+(metadata key ``identity_report``, the dict of ``fairness.IdentityReport.as_dict``).
+Figures that cannot be computed read "n/a" here; the report's legend says why.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from fairgate.models.card import (
+    CardSection,
+    export_section,
+    intended_use_section,
+    limitations_section,
+    metrics_section,
+    summary_section,
+    table,
+    training_section,
+)
+from fairgate.models.card import fmt as _fmt
 from fairgate.models.guard._categories import CATEGORIES
+
+__all__ = ["GUARD_CARD"]
 
 _INTENDED_USE = (
     "Scoring short English texts for toxicity in six categories (`toxicity`, "
@@ -22,33 +35,24 @@ _INTENDED_USE = (
 )
 
 
-def _fmt(value: Any) -> str:
-    if value is None or value == "NaN" or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def render_guard_card(*, name: str, metadata: Mapping[str, Any]) -> str:
-    """Markdown for the guard, from the build's metadata dict."""
-    from fairgate.models.card import render_model_card
-
-    evaluation = metadata.get("evaluation", {})
-    per_category = evaluation.get("per_category", {})
-    metrics: dict[str, Any] = {
-        f"roc_auc_{c}": per_category[c]["roc_auc"] for c in CATEGORIES if c in per_category
-    }
-    identity = metadata.get("identity_fpr", {})
+def _headline(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics table's rows: AUC per category, identity spreads and rates."""
+    per_category = (metadata.get("evaluation") or {}).get("per_category", {})
+    rows: dict[str, Any] = {f"roc_auc_{c}": per_category[c]["roc_auc"] for c in CATEGORIES if c in per_category}
+    identity = metadata.get("identity_fpr") or {}
     if identity.get("spread") is not None:
-        metrics["identity_fpr_spread"] = identity.get("spread")
+        rows["identity_fpr_spread"] = identity.get("spread")
     report = metadata.get("identity_report") or {}
     for key in ("benign_flag_rate", "flag_rate_spread", "toxic_recall_flag", "final_metric"):
         if key in report:
-            metrics[f"identity_{key}"] = _number(report[key])
+            rows[f"identity_{key}"] = report[key]
     if "mean_gap" in report.get("counterfactual_gap", {}):
-        metrics["identity_counterfactual_gap"] = _number(report["counterfactual_gap"]["mean_gap"])
-    limitations = [
+        rows["identity_counterfactual_gap"] = report["counterfactual_gap"]["mean_gap"]
+    return rows
+
+
+def _limitations(metadata: Mapping[str, Any]) -> str:
+    paragraphs = [
         "Trained or converted for short English texts; sarcasm, quotes, reclaimed slurs and "
         "context across messages are beyond it. The per-identity figures come from a small "
         "templated set of non-toxic sentences: they show whether naming a group alone raises "
@@ -56,30 +60,21 @@ def render_guard_card(*, name: str, metadata: Mapping[str, Any]) -> str:
     ]
     untrained = metadata.get("untrained_categories") or []
     if untrained:
-        limitations.append(
+        paragraphs.append(
             f"**Not trained for {', '.join(untrained)}**: its data had no labels for them, so "
             f"those outputs are disabled (constant score ~0). Do not rely on them."
         )
-    dropped = metadata.get("detoxify", {}).get("dropped_outputs") or []
+    dropped = (metadata.get("detoxify") or {}).get("dropped_outputs") or []
     if dropped:
-        limitations.append(
+        paragraphs.append(
             f"Converted from a Detoxify checkpoint with extra outputs ({', '.join(dropped)}); "
             "only the six guard categories are kept."
         )
-    card = render_model_card(
-        name=name,
-        task="multi_label_classification",
-        labels=list(CATEGORIES),
-        base=str(metadata.get("base", "n/a")),
-        data=metadata.get("data", {}),
-        training=metadata.get("training", {}),
-        metrics=metrics,
-        parity=metadata.get("parity", {}),
-        export=metadata.get("export", {}),
-        intended_use=_INTENDED_USE,
-        limitations="\n\n".join(limitations),
-    )
-    lines = [card.rstrip(), "", "## Source", "", f"`{metadata.get('source', 'n/a')}`"]
+    return "\n\n".join(paragraphs)
+
+
+def _source(metadata: Mapping[str, Any]) -> list[str]:
+    lines = ["## Source", "", f"`{metadata.get('source', 'n/a')}`"]
     detoxify = metadata.get("detoxify")
     if detoxify:
         lines += [
@@ -88,51 +83,72 @@ def render_guard_card(*, name: str, metadata: Mapping[str, Any]) -> str:
             f"`{detoxify.get('model_type')}`), {detoxify.get('num_classes')} outputs; kept "
             + ", ".join(f"`{c}` <- output {i}" for c, i in detoxify.get("kept_outputs", {}).items()),
         ]
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _per_category(metadata: Mapping[str, Any]) -> list[str]:
+    evaluation = metadata.get("evaluation") or {}
+    per_category = evaluation.get("per_category", {})
+    lines = [
         f"## ROC AUC per category ({evaluation.get('data', 'held-out split')}, "
         f"{evaluation.get('n', 'n/a')} texts, {evaluation.get('variant', 'int8')} ONNX)",
         "",
-        "| category | ROC AUC | positives | negatives |",
-        "|---|---|---|---|",
     ]
-    for category in CATEGORIES:
-        row = per_category.get(category)
-        if row is None:
-            lines.append(f"| `{category}` | not labelled in the data | | |")
-        else:
-            lines.append(
-                f"| `{category}` | {_fmt(row.get('roc_auc'))} | {row.get('positives')} | "
-                f"{row.get('negatives')} |"
-            )
-    lines += ["", "## False-positive rate per identity group", ""]
-    if identity.get("per_group"):
-        lines += [
-            f"Share of non-toxic sentences naming each group that score `toxicity >= "
-            f"{identity.get('threshold')}` ({identity.get('data')}, {identity.get('sentences')} "
-            f"sentences, {identity.get('variant', 'int8')} ONNX). Overall "
-            f"{_fmt(identity.get('overall_fpr'))}; best group `{identity.get('best_group')}`, "
-            f"worst `{identity.get('worst_group')}`, spread (worst - best) "
-            f"**{_fmt(identity.get('spread'))}**. Spread of the mean `toxicity` score between "
-            f"groups: {_fmt(identity.get('mean_score_spread'))}.",
-            "",
-            "| group | sentences | false positives | FPR | mean score |",
-            "|---|---|---|---|---|",
-        ]
-        for group, row in identity["per_group"].items():
-            lines.append(
-                f"| {group} | {row.get('count')} | {row.get('false_positives')} | "
-                f"{_fmt(row.get('fpr'))} | {_fmt(row.get('mean_score'))} |"
-            )
-    else:
-        lines.append(f"Not measured: {identity.get('status', 'no identity set')}.")
-    lines += _identity_report_section(report)
-    return "\n".join(lines) + "\n"
+    rows = [
+        (f"`{c}`", _fmt(row.get("roc_auc")), row.get("positives"), row.get("negatives"))
+        if (row := per_category.get(c)) is not None
+        else (f"`{c}`", "not labelled in the data", "", "")
+        for c in CATEGORIES
+    ]
+    return [*lines, *table(["category", "ROC AUC", "positives", "negatives"], rows), ""]
 
 
-def _number(value: Any) -> Any:
-    """The metrics table formats floats; the stored dict spells NaN as ``"NaN"``."""
-    return math.nan if value == "NaN" else value
+def _identity_fpr(metadata: Mapping[str, Any]) -> list[str]:
+    identity = metadata.get("identity_fpr") or {}
+    lines = ["## False-positive rate per identity group", ""]
+    if not identity.get("per_group"):
+        return [*lines, f"Not measured: {identity.get('status', 'no identity set')}.", ""]
+    lines += [
+        f"Share of non-toxic sentences naming each group that score `toxicity >= "
+        f"{identity.get('threshold')}` ({identity.get('data')}, {identity.get('sentences')} "
+        f"sentences, {identity.get('variant', 'int8')} ONNX). Overall "
+        f"{_fmt(identity.get('overall_fpr'))}; best group `{identity.get('best_group')}`, "
+        f"worst `{identity.get('worst_group')}`, spread (worst - best) "
+        f"**{_fmt(identity.get('spread'))}**. Spread of the mean `toxicity` score between "
+        f"groups: {_fmt(identity.get('mean_score_spread'))}.",
+        "",
+        *table(
+            ["group", "sentences", "false positives", "FPR", "mean score"],
+            [
+                (group, row.get("count"), row.get("false_positives"), _fmt(row.get("fpr")), _fmt(row.get("mean_score")))
+                for group, row in identity["per_group"].items()
+            ],
+        ),
+    ]
+    return [*lines, ""]
+
+
+def _recommended_thresholds(metadata: Mapping[str, Any]) -> list[str]:
+    """The calibrated flag and block thresholds and the guarantee that comes with them."""
+    recommended = metadata.get("recommended_thresholds") or {}
+    lines = ["## Recommended thresholds", ""]
+    if "block" not in recommended:
+        return [*lines, f"None recorded: {recommended.get('status', 'no calibration set')}.", ""]
+    block, flag = recommended["block"], recommended["flag"]
+    blocking = "`, `".join(c for c, t in recommended.get("categories", {}).items() if "block" in t)
+    return [
+        *lines,
+        f"Flag when any category scores at least {flag.get('applied')}; block when any of "
+        f"`{blocking}` scores at least {block.get('applied')}. Calibrated on {recommended.get('n')} "
+        f"benign texts never trained on ({recommended.get('data')}) by {recommended.get('method')}: "
+        f"{recommended.get('guarantee')}. Share of the calibration set flagged "
+        f"{_fmt(flag.get('calibration_flagged'))}, blocked {_fmt(block.get('calibration_blocked'))}. "
+        "Recalibrate on your own traffic with `fairgate calibrate`.",
+        "",
+    ]
+
+
+_REPORT_COLUMNS = ("fpr_flag", "fpr_block", "fnr_flag", "subgroup_auc", "bpsn_auc", "bnsp_auc")
 
 
 def _worst(report: Mapping[str, Any], figure: str) -> str:
@@ -140,9 +156,10 @@ def _worst(report: Mapping[str, Any], figure: str) -> str:
     return f"`{entry['group']}` {_fmt(entry['value'])}" if entry else "n/a (insufficient samples)"
 
 
-def _identity_report_section(report: Mapping[str, Any]) -> list[str]:
+def _identity_report(metadata: Mapping[str, Any]) -> list[str]:
     """Identity fairness report: headline figures, the per-group table, the worst templates."""
-    lines = ["", "## Identity fairness report", ""]
+    report = metadata.get("identity_report") or {}
+    lines = ["## Identity fairness report", ""]
     if not report.get("per_group"):
         return [*lines, f"Not measured: {report.get('status', 'no identity evaluation set')}."]
     flag, block = report.get("flag_threshold"), report.get("block_threshold")
@@ -183,22 +200,39 @@ def _identity_report_section(report: Mapping[str, Any]) -> list[str]:
         "unintended-bias AUCs of Borkan et al. (2019). n/a: insufficient samples (fewer than "
         f"{report.get('min_samples')} rows of the kind needed), never 0.",
         "",
-        "| group | benign | toxic | FPR @ flag | FPR @ block | FNR @ flag | Subgroup AUC | BPSN AUC | BNSP AUC |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *table(
+            ["group", "benign", "toxic", "FPR @ flag", "FPR @ block", "FNR @ flag", "Subgroup AUC", "BPSN AUC",
+             "BNSP AUC"],
+            [
+                (group, row.get("n_benign"), row.get("n_toxic"),
+                 *(_fmt(row.get(k)) for k in _REPORT_COLUMNS))
+                for group, row in report["per_group"].items()
+            ],
+        ),
     ]
-    for group, row in report["per_group"].items():
-        lines.append(
-            f"| {group} | {row.get('n_benign')} | {row.get('n_toxic')} | {_fmt(row.get('fpr_flag'))} | "
-            f"{_fmt(row.get('fpr_block'))} | {_fmt(row.get('fnr_flag'))} | {_fmt(row.get('subgroup_auc'))} | "
-            f"{_fmt(row.get('bpsn_auc'))} | {_fmt(row.get('bnsp_auc'))} |"
-        )
     worst_templates = gap.get("worst_templates") or []
     if worst_templates:
-        lines += ["", "Largest counterfactual gaps:", "", "| template | kind | gap | highest | lowest |",
-                  "|---|---|---|---|---|"]
-        for t in worst_templates:
-            lines.append(
-                f"| `{t.get('template')}` | {t.get('kind')} | {_fmt(t.get('gap'))} | {t.get('max_group')} "
-                f"{_fmt(t.get('max_score'))} | {t.get('min_group')} {_fmt(t.get('min_score'))} |"
-            )
+        lines += ["", "Largest counterfactual gaps:", "", *table(
+            ["template", "kind", "gap", "highest", "lowest"],
+            [
+                (f"`{t.get('template')}`", t.get("kind"), _fmt(t.get("gap")),
+                 f"{t.get('max_group')} {_fmt(t.get('max_score'))}", f"{t.get('min_group')} {_fmt(t.get('min_score'))}")
+                for t in worst_templates
+            ],
+        )]
     return lines
+
+
+GUARD_CARD: tuple[CardSection, ...] = (
+    summary_section,
+    intended_use_section(_INTENDED_USE),
+    metrics_section(_headline),
+    training_section,
+    export_section,
+    limitations_section(_limitations),
+    _source,
+    _per_category,
+    _identity_fpr,
+    _recommended_thresholds,
+    _identity_report,
+)

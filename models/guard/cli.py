@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
                         help="csv: which column (and values) give a category; repeatable")
     parser.add_argument("--text-column", help="csv: the text column (default: text, comment_text, tweet, ...)")
     parser.add_argument("--soft-labels", action="store_true", help="csv: accept rater fractions in [0, 1]")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=128)
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
                       help="input normalisation, recorded in the manifest (auto: social for trained guards)")
     fair.add_argument("--counterfactual-variants", type=int, default=1,
                       help="identity-swapped copies per training text that names a group (0: off)")
-    fair.add_argument("--counterfactual-weight", type=float, default=1.0,
+    fair.add_argument("--counterfactual-weight", type=float, default=2.0,
                       help="counterfactual logit pairing weight (0: off)")
     fair.add_argument("--noise-fraction", type=float, default=0.25,
                       help="share of training texts that gain a noisy social-media-form copy")
@@ -76,6 +76,8 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
                       help="gate: most benign identity rows flagged, overall and per group")
     fair.add_argument("--fairness-max-spread", type=float, default=0.10,
                       help="gate: largest flag-rate difference between groups")
+    fair.add_argument("--rejected-out", type=Path,
+                      help="write a guard the fairness gate refuses to this directory (never stored)")
     fair.add_argument("--calibration-data", type=Path,
                       help="benign texts never trained on, for the recommended thresholds (default: bundled)")
     fair.add_argument("--max-false-block", type=float, default=0.01)
@@ -132,6 +134,7 @@ def _handle_build_guard(args: argparse.Namespace) -> int:
             max_false_block=args.max_false_block,
             max_false_flag=args.max_false_flag,
             calibration_confidence=args.calibration_confidence,
+            rejected_out=args.rejected_out,
         )
         result = build_guard(config, progress=not args.no_progress)
     except ValidationError as error:
@@ -144,19 +147,16 @@ def _handle_build_guard(args: argparse.Namespace) -> int:
         print(f"fairgate build guard: {error}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(result.metadata, indent=2, default=str))
+        from fairgate.models.store import json_safe
+
+        print(json.dumps(json_safe(result.metadata), indent=2, default=str))
     else:
         print(_summary(result.tag, result.metadata))
     return 0
 
 
 def _summary(tag: str, metadata: dict) -> str:
-    import math
-
-    def fmt(value: object) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "n/a"
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
+    from fairgate.models.card import fmt
 
     parity = metadata.get("parity", {})
     lines = [

@@ -27,6 +27,7 @@ from fairgate.models.guard._errors import GuardDataError
 
 if TYPE_CHECKING:
     from fairgate.models.guard.fairness import IdentityReport
+    from fairgate.models.pipeline import ScoringModel
 
 __all__ = [
     "FPR_THRESHOLD",
@@ -123,7 +124,7 @@ def identity_false_positive_rates(
     }
 
 
-def score_texts(model: Any, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+def score_texts(model: ScoringModel, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     """Sigmoid scores ``[n, 6]`` from an ``OnnxTextModel`` in batches, checking its labels."""
     if tuple(model.labels) != CATEGORIES or model.task != "multi_label_classification":
         raise GuardDataError(

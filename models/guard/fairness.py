@@ -19,7 +19,8 @@ identity set whose templates are filled for every group (``models/data/identity_
 
 A figure that cannot be computed (a group without enough rows of a kind) is NaN with a
 status that says so, never 0. ``IdentityReport.as_dict`` turns NaN into ``"NaN"``, as the
-store metadata does (``_metadata.store_safe``), so the dict can be stored and printed as is.
+store metadata does (``fairgate.models.store.json_safe``), so the dict can be stored and
+printed as is.
 
 AUCs are rank-based (Mann-Whitney U, ties counted one half), computed with numpy.
 """
@@ -31,13 +32,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fairgate.models.errors import FairnessGateError
 from fairgate.models.guard._errors import GuardDataError
-from fairgate.models.guard._metadata import NOT_A_NUMBER
+from fairgate.models.store import json_safe
+
+if TYPE_CHECKING:
+    from fairgate.models.pipeline import ScoringModel
 
 __all__ = [
     "BIAS_AUCS",
@@ -133,7 +137,7 @@ class GroupFigures:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON- and store-safe: NaN as ``"NaN"``."""
-        return {k: _safe(getattr(self, k)) for k in _GROUP_FIELDS}
+        return {k: json_safe(getattr(self, k)) for k in _GROUP_FIELDS}
 
 
 _GROUP_FIELDS = (
@@ -167,7 +171,7 @@ class TemplateGap:
     min_score: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: _safe(v) for k, v in self.__dict__.items()}
+        return {k: json_safe(v) for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,7 +192,7 @@ class CounterfactualGap:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            k: _safe(getattr(self, k))
+            k: json_safe(getattr(self, k))
             for k in (
                 "templates",
                 "benign_templates",
@@ -252,18 +256,18 @@ class IdentityReport:
                 "n_benign": self.n_benign,
                 "n_toxic": self.n_toxic,
                 "n_groups": len(self.groups),
-                "benign_flag_rate": _safe(self.benign_flag_rate),
-                "benign_block_rate": _safe(self.benign_block_rate),
-                "toxic_recall_flag": _safe(self.toxic_recall_flag),
-                "overall_auc": _safe(self.overall_auc),
-                "flag_rate_spread": _safe(self.flag_rate_spread),
-                "block_rate_spread": _safe(self.block_rate_spread),
-                "fnr_spread": _safe(self.fnr_spread),
-                "worst_group": {k: {"group": g, "value": _safe(v)} for k, (g, v) in self.worst.items()},
-                "best_group": {k: {"group": g, "value": _safe(v)} for k, (g, v) in self.best.items()},
+                "benign_flag_rate": json_safe(self.benign_flag_rate),
+                "benign_block_rate": json_safe(self.benign_block_rate),
+                "toxic_recall_flag": json_safe(self.toxic_recall_flag),
+                "overall_auc": json_safe(self.overall_auc),
+                "flag_rate_spread": json_safe(self.flag_rate_spread),
+                "block_rate_spread": json_safe(self.block_rate_spread),
+                "fnr_spread": json_safe(self.fnr_spread),
+                "worst_group": {k: {"group": g, "value": json_safe(v)} for k, (g, v) in self.worst.items()},
+                "best_group": {k: {"group": g, "value": json_safe(v)} for k, (g, v) in self.best.items()},
                 "generalized_mean_power": GENERALIZED_MEAN_POWER,
-                "generalized_mean_auc": {k: _safe(v) for k, v in self.generalized_mean_auc.items()},
-                "final_metric": _safe(self.final_metric),
+                "generalized_mean_auc": {k: json_safe(v) for k, v in self.generalized_mean_auc.items()},
+                "final_metric": json_safe(self.final_metric),
                 "insufficient_groups": self.insufficient_groups,
                 "per_group": {g: figures.as_dict() for g, figures in self.groups.items()},
                 "counterfactual_gap": (
@@ -320,14 +324,6 @@ class IdentityReport:
             )
         lines.extend(f"  note: {note}" for note in self.notes)
         return lines
-
-
-def _safe(value: Any) -> Any:
-    if isinstance(value, float | np.floating) and not math.isfinite(float(value)):
-        return NOT_A_NUMBER
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _fmt(value: float) -> str:
@@ -697,7 +693,7 @@ def read_identity_eval(
 
 
 def measure_identity_report(
-    model: Any,
+    model: ScoringModel,
     path: Path | str | None = None,
     *,
     flag_threshold: float | None = None,

@@ -24,6 +24,7 @@ def built(unbiased_checkpoint: Path, hf_config_dir: Path, identity_csv: Path):
         hf_config=hf_config_dir,
         name="guard-ckpt-test",
         identity_data=identity_csv,
+        fairness_gate=False,  # random weights: the route is under test, not the model
     )
     with pytest.MonkeyPatch.context() as patch:
         def refuse(*args, **kwargs):

@@ -39,9 +39,10 @@ def csv_guard(tmp_path_factory, tiny_base: Path, identity_csv: Path) -> str:
     data = _write_single(tmp_path_factory.mktemp("csv") / "single.csv")
     code = main([
         "build", "guard", "--source", f"csv:{data}", "--base", str(tiny_base),
-        "--name", "guard-csv-test", "--epochs", "2", "--batch-size", "8",
-        "--learning-rate", "1e-3", "--identity-data", str(identity_csv), "--no-progress",
+        "--name", "guard-csv-test", "--epochs", "10", "--batch-size", "8",
+        "--learning-rate", "5e-3", "--identity-data", str(identity_csv), "--no-progress",
         "--no-fairness-gate",  # a 60-row toy guard; the gate is tested below and in tests/unit/guard
+        "--train-embeddings",  # a random tiny encoder learns little with its embeddings frozen
     ])
     assert code == 0
     return "guard-csv-test"
@@ -144,9 +145,9 @@ def test_fairness_gate_refuses_a_guard_that_learned_a_group_word(tmp_path: Path,
                 writer.writerow([rng.choice(CLEAN), 0])
     code = main([
         "build", "guard", "--source", f"csv:{data}", "--base", str(tiny_base),
-        "--name", "guard-biased", "--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3",
+        "--name", "guard-biased", "--epochs", "8", "--batch-size", "16", "--learning-rate", "5e-3",
         "--counterfactual-variants", "0", "--counterfactual-weight", "0", "--noise-fraction", "0",
-        "--no-progress",
+        "--train-embeddings", "--no-progress",
     ])
     err = capsys.readouterr().err
     assert code == 3, err

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from fairgate.models.guard import CATEGORIES, GuardDataError
-from fairgate.models.guard._metadata import store_safe
 from fairgate.models.guard.evaluation import (
     binary_labels,
     category_roc_auc,
@@ -17,6 +16,7 @@ from fairgate.models.guard.evaluation import (
     roc_auc,
 )
 from fairgate.models.guard.latency import time_batches
+from fairgate.models.store import json_safe
 
 
 def test_identity_fpr_per_group_and_spread():
@@ -62,9 +62,11 @@ def test_binary_labels_forms_and_errors():
         binary_labels(["a", "b"], column="y", positive_label="toxic")
 
 
-def test_store_safe_keeps_nan_visible_and_drops_none():
-    out = store_safe({"auc": float("nan"), "unset": None, "list": [1.0, None, np.float32(0.5)], "n": np.int64(3)})
-    assert out == {"auc": "NaN", "list": [1.0, "n/a", 0.5], "n": 3}
+def test_store_metadata_keeps_nan_visible_and_drops_none():
+    raw = {"auc": float("nan"), "unset": None, "list": [1.0, None, np.float32(0.5)], "n": np.int64(3)}
+    assert json_safe(raw, drop_none=True) == {"auc": "NaN", "list": [1.0, "n/a", 0.5], "n": 3}
+    # --json output: the same NaN rule; null is valid JSON, so unset entries stay.
+    assert json_safe(raw) == {"auc": "NaN", "unset": None, "list": [1.0, None, 0.5], "n": 3}
 
 
 def test_time_batches_uses_full_batches_after_warmup():

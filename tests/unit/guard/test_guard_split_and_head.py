@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from fairgate.models.guard import CATEGORIES, read_guard_csv
-from fairgate.models.guard._build import split_guard_data, write_split
 from fairgate.models.guard._head import DISABLED_LOGIT, rewire_head
+from fairgate.models.guard._splits import split_guard_data, write_split
 
 
 def _data(tmp_path: Path, n: int = 100):

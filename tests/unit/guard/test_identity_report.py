@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fairgate.models.card import render_card
 from fairgate.models.guard import CATEGORIES, identity_report
-from fairgate.models.guard._card import render_guard_card
+from fairgate.models.guard._card import GUARD_CARD
 from fairgate.models.guard.evaluation import evaluate_guard
 from fairgate.models.guard.fairness import generalized_mean, rank_auc
 
@@ -122,7 +123,7 @@ def test_groups_below_min_samples_are_left_out_of_the_spread():
 
 
 def test_card_renders_the_identity_report_table_and_headlines():
-    card = render_guard_card(name="g", metadata={"identity_report": _hand_made().as_dict()})
+    card = render_card(name="g", metadata={"identity_report": _hand_made().as_dict()}, sections=GUARD_CARD)
     assert "## Identity fairness report" in card
     assert "| a | 4 | 2 | 0.5000 | 0.2500 | 0.5000 |" in card
     assert "**Benign flag rate:** 0.3333 (worst group `a` 0.5000); **spread** over groups 0.5000" in card
