@@ -6,25 +6,16 @@ bounded vocabularies (``action``, ``code``) and no raw request text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Action = Literal["allow", "flag", "block"]
-Stage = Literal["input", "output", "review"]
-ScreenStage = Literal["input", "output"]
-"""The stages :meth:`Guard.screen <fairgate.guardrails.guard.Guard.screen>` runs at."""
-SEVERITY: dict[str, int] = {"allow": 0, "flag": 1, "block": 2}
-
-
-def most_severe(actions: Iterable[Action]) -> Action:
-    """The strongest of several actions (block > flag > allow)."""
-    best: Action = "allow"
-    for action in actions:
-        if SEVERITY[action] > SEVERITY[best]:
-            best = action
-    return best
+# The vocabularies live in fairgate.guardrails.contracts; re-exported here, where they were defined before.
+from fairgate.guardrails.contracts import SEVERITY as SEVERITY
+from fairgate.guardrails.contracts import Action as Action
+from fairgate.guardrails.contracts import ScreenStage as ScreenStage
+from fairgate.guardrails.contracts import Stage as Stage
+from fairgate.guardrails.contracts import most_severe as most_severe
 
 
 class Reason(BaseModel):

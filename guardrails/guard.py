@@ -17,16 +17,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from fairgate.guardrails.contracts import Action, ScreenStage, most_severe
 from fairgate.guardrails.decision import (
-    Action,
     Decision,
     GroupStatus,
     GuardStatus,
     MonitorStatus,
     Reason,
     Screen,
-    ScreenStage,
-    most_severe,
 )
 from fairgate.guardrails.groups import GroupResolver, Lexicon, RequestGroup
 from fairgate.guardrails.local_store import as_monitor_store

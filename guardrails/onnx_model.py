@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fairgate.guardrails.contracts import probabilities as _probabilities
 from fairgate.guardrails.normalize import NormalizationError, TextNormalization
 
 logger = logging.getLogger(__name__)
@@ -146,18 +147,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
-    return probabilities
-
-
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    probabilities: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
-    return probabilities
 
 
 class OnnxTextModel:
@@ -354,9 +343,7 @@ class OnnxTextModel:
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Softmax for single-label models, independent sigmoids for multi-label ones."""
-        if self.task == "multi_label_classification":
-            return _sigmoid(logits.astype(np.float64)).astype(np.float32)
-        return _softmax(logits.astype(np.float64)).astype(np.float32)
+        return _probabilities(logits.astype(np.float64), self.task).astype(np.float32)
 
     def predict_proba(self, texts: Sequence[str], *, encoding: Encoding | None = None) -> np.ndarray:
         """Probabilities ``[n, n_labels]``; reuses ``encoding`` when the caller has one."""

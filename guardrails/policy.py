@@ -15,16 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-TOXICITY_CATEGORIES: tuple[str, ...] = (
-    "toxicity",
-    "severe_toxicity",
-    "obscene",
-    "threat",
-    "insult",
-    "identity_attack",
-)
+# Re-exported: callers import TOXICITY_CATEGORIES from here too (the one definition is in contracts).
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES as TOXICITY_CATEGORIES
+from fairgate.guardrails.contracts import Action as Action
+
 RESERVED_GROUPS: tuple[str, ...] = ("other", "none")
-Action = Literal["allow", "flag", "block"]
 GUARD_OUTCOMES: tuple[str, ...] = ("flag", "block")
 
 

@@ -12,8 +12,8 @@ from typing import Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
 
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
 from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel, Variant
-from fairgate.guardrails.policy import TOXICITY_CATEGORIES
 
 
 @runtime_checkable

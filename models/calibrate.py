@@ -31,7 +31,8 @@ from fairgate.guardrails.calibration import (
     recall_at,
     split_budget,
 )
-from fairgate.guardrails.policy import TOXICITY_CATEGORIES, Policy, default_policy_path
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
+from fairgate.guardrails.policy import Policy, default_policy_path
 from fairgate.models.errors import DataError
 
 __all__ = [

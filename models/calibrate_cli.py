@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
 from fairgate.models.store import json_safe
 
 __all__ = ["EXIT_BROKEN", "EXIT_ERROR", "EXIT_USAGE", "register"]
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_BROKEN = 3
-_CATEGORIES = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack")
 
 
 def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
     )
     p.add_argument("--confidence", type=float, default=0.95, help="confidence of the guarantee (default 0.95)")
     p.add_argument(
-        "--categories", default=",".join(_CATEGORIES),
+        "--categories", default=",".join(TOXICITY_CATEGORIES),
         help="comma-separated categories to calibrate (default: all six)",
     )
     p.add_argument(

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+# One definition of the logits -> probabilities rule, shared with the ONNX runtime.
+from fairgate.guardrails.contracts import probabilities, sigmoid, softmax
 from fairgate.models.errors import DeployGateError
 
 __all__ = [
@@ -25,21 +27,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
-def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-    """Softmax (single-label) or per-label sigmoid (multi-label) of ``logits``."""
-    return sigmoid(logits) if task == "multi_label_classification" else softmax(logits)
 
 
 def classification_metrics(

@@ -1,6 +1,7 @@
 """The guard's six output categories and the names other sources use for them.
 
-The order is part of the contract (docs/CONTRACTS.md, section 1): the guard's logits
+``CATEGORIES`` is :data:`fairgate.guardrails.contracts.TOXICITY_CATEGORIES`. The order
+is part of the contract (docs/CONTRACTS.md, section 1): the guard's logits
 come out in exactly this order, whatever the source model called or ordered them.
 """
 
@@ -8,14 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-CATEGORIES: tuple[str, ...] = (
-    "toxicity",
-    "severe_toxicity",
-    "obscene",
-    "threat",
-    "insult",
-    "identity_attack",
-)
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES as CATEGORIES
 
 # Older Detoxify checkpoints (``original``, ``original-small``) and the Jigsaw 2018
 # CSVs use these names; detoxify's own loader renames them the same way.

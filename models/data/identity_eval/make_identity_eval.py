@@ -68,6 +68,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
+
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
@@ -77,14 +79,7 @@ TRAINING_PARTS = REPO / "models" / "data" / "toxicity" / "parts"
 CLASSIFIER_IDENTITY_CSV = REPO / "models" / "data" / "identity" / "identity_sentences.csv"
 LEXICON_YAML = REPO / "guardrails" / "data" / "identity_terms.yaml"
 
-LABELS: tuple[str, ...] = (
-    "toxicity",
-    "severe_toxicity",
-    "obscene",
-    "threat",
-    "insult",
-    "identity_attack",
-)
+LABELS: tuple[str, ...] = TOXICITY_CATEGORIES  # the guard's six categories, in its output order
 COLUMNS: tuple[str, ...] = ("template_id", "text", "group", "axis", "toxic", *LABELS)
 MIN_BENIGN, MIN_TOXIC = 40, 30
 NGRAM = 5  # frame check: no run of this many non-slot words may occur in training text

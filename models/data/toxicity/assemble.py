@@ -39,17 +39,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
+
 if TYPE_CHECKING:
     import pandas as pd
 
-LABELS: tuple[str, ...] = (
-    "toxicity",
-    "severe_toxicity",
-    "obscene",
-    "threat",
-    "insult",
-    "identity_attack",
-)
+LABELS: tuple[str, ...] = TOXICITY_CATEGORIES  # the guard's six categories, in its output order
 COLUMNS: tuple[str, ...] = ("text", *LABELS, "kind")
 HERE = Path(__file__).resolve().parent
 PARTS = HERE / "parts"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
 from fairgate.service.cli import main
 
-GUARD_LABELS = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack")
+GUARD_LABELS = TOXICITY_CATEGORIES
 
 
 @pytest.fixture(autouse=True)

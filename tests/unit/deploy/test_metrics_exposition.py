@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
-CATEGORIES = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack")
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
+
+CATEGORIES = TOXICITY_CATEGORIES
 
 
 class WordScorer:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
+
 
 class FakeClock:
     """A clock the test moves by hand: ``clock()`` reads it, ``advance(s)`` moves it."""
@@ -115,7 +117,7 @@ def build_model_dir(
     return directory
 
 
-TOXICITY_LABELS = ["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
+TOXICITY_LABELS = list(TOXICITY_CATEGORIES)
 
 
 @pytest.fixture
