@@ -51,7 +51,7 @@ bench: models
 
 # The bento installs the project from its wheel (bentofile.yaml): build it first, offline.
 wheel: $(STAMP)
-	rm -rf build/wheel
+	rm -rf build/wheel build/lib build/bdist.*  # setuptools would reuse stale build/lib files
 	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w build/wheel .
 
 build: models wheel

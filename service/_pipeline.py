@@ -96,10 +96,21 @@ class GuardedClassifier:
         with self._lock:
             return self._classify_locked(texts, groups)
 
+    def _shared_encoding(self, texts: list[str]) -> Encoding | None:
+        """One tokenisation for both models, or None: each model then encodes for itself,
+        inside its own error handling (a failure here must not fail the whole batch)."""
+        if not self.share_encoding:
+            return None
+        try:
+            return self.classifier.encode(texts)
+        except Exception:  # logged; the per-model paths then handle a failure per item
+            logger.exception("shared encoding failed; each model encodes its own batch")
+            return None
+
     def _classify_locked(self, texts: list[str], groups: list[str | None]) -> list[ClassifyResult]:
         metrics = self.guard.metrics
         metrics.batch_size.labels(stage="request").observe(len(texts))
-        encoding = self.classifier.encode(texts) if self.share_encoding else None
+        encoding = self._shared_encoding(texts)
         screens = self.guard.screen(texts, groups, encoding=encoding)
 
         passed = [i for i, screen in enumerate(screens) if not screen.blocked]

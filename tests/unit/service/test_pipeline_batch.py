@@ -236,3 +236,28 @@ def test_row_subset_keeps_rows_and_drops_trailing_padding() -> None:
     assert subset.input_ids.tolist() == [[2, 5], [1, 0]]
     assert subset.attention_mask.tolist() == [[1, 1], [1, 0]]
     assert subset.fingerprint == "tok"
+
+
+class EncodeFailsOnce(FakeModel):
+    """The shared tokenisation fails once (e.g. a text the normaliser cannot handle)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def encode(self, texts: list[str]) -> Encoding:
+        if not self.failed:
+            self.failed = True
+            raise ValueError("normaliser exploded")
+        return super().encode(texts)
+
+
+def test_a_failed_shared_encoding_falls_back_to_per_model_encoding_not_a_failed_batch() -> None:
+    pipeline, classifier, scorer, _ = _pipeline(classifier=EncodeFailsOnce())
+    assert pipeline.share_encoding
+
+    results = pipeline.classify([Item("good food"), Item("bad service")])
+
+    assert [r.label for r in results] == ["positive", "negative"]
+    assert scorer.encodings == [None], "the guard scored on its own, without a shared encoding"
+    assert len(classifier.encode_calls) == 1  # the classifier's own (second) encode
