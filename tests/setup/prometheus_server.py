@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,8 +24,10 @@ from typing import Any, Self
 
 import yaml
 
+from loadtests._server import free_port
+from tests.setup._install import run_setup_script
+
 SETUP_SCRIPT = Path(__file__).resolve().parent / "prometheus.sh"
-INSTALL_TIMEOUT_S = 900
 
 
 class PrometheusUnavailable(RuntimeError):
@@ -41,20 +42,7 @@ def ensure_prometheus() -> Path:
     found = shutil.which("promtool")
     if found and shutil.which("prometheus"):
         return Path(found).parent
-    try:
-        done = subprocess.run(
-            ["bash", str(SETUP_SCRIPT)],
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise PrometheusUnavailable(f"{SETUP_SCRIPT} did not finish in {INSTALL_TIMEOUT_S}s") from None
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PrometheusUnavailable(f"{SETUP_SCRIPT} failed (exit {done.returncode}): {reason}")
-    return Path(done.stdout.strip().splitlines()[-1])
+    return run_setup_script(SETUP_SCRIPT, error=PrometheusUnavailable)
 
 
 def require_prometheus() -> Path:
@@ -65,12 +53,6 @@ def require_prometheus() -> Path:
         return ensure_prometheus()
     except PrometheusUnavailable as error:
         pytest.skip(f"Prometheus cannot be installed here: {error}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrometheusServer:

@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
+from loadtests._server import free_port
+from tests.setup._install import run_setup_script
+
 SETUP_SCRIPT = Path(__file__).resolve().parent / "redis.sh"
-INSTALL_TIMEOUT_S = 900
 
 
 class RedisUnavailable(RuntimeError):
@@ -33,16 +35,7 @@ def ensure_redis() -> Path:
     found = shutil.which("redis-server")
     if found:
         return Path(found).parent
-    try:
-        done = subprocess.run(
-            ["bash", str(SETUP_SCRIPT)], capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise RedisUnavailable(f"{SETUP_SCRIPT} did not finish in {INSTALL_TIMEOUT_S}s") from None
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RedisUnavailable(f"{SETUP_SCRIPT} failed (exit {done.returncode}): {reason}")
-    return Path(done.stdout.strip().splitlines()[-1])
+    return run_setup_script(SETUP_SCRIPT, error=RedisUnavailable)
 
 
 def require_redis() -> Path:
@@ -53,12 +46,6 @@ def require_redis() -> Path:
         return ensure_redis()
     except RedisUnavailable as error:
         pytest.skip(f"redis-server cannot be installed here: {error}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

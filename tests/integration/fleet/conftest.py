@@ -11,19 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.reliability._server import GUARD_LABELS, Server
+from tests.helpers.tiny_models import TinyStore
+from tests.integration.reliability._server import Server
 from tests.setup.redis_server import RedisServer, require_redis
 
-CANDIDATES = (
-    "the food was great and the staff were very kind",
-    "i hate this stupid idiot i will kill you",
-    "you are an awful rude person",
-    "great product fast delivery would buy again",
-    "terrible service never again",
-    "the movie was good",
-    "stupid idiot",
-    "i love it",
-)
 CHECK_EVERY = 50  # outcomes of the fleet between two checks (window 4000 / 80 checks)
 
 
@@ -43,29 +34,14 @@ class Fleet:
 
 
 @pytest.fixture(scope="session")
-def tiny_tags(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """The session's tiny classifier and guard: the shared pair when the suite has one."""
-    try:
-        shared = request.getfixturevalue("tiny_store")
-    except pytest.FixtureLookupError:
-        from tests.helpers.tiny_models import save_tiny_model_to_store
-
-        classifier = save_tiny_model_to_store("fairgate-classifier", seed=3)
-        guard = save_tiny_model_to_store(
-            "fairgate-toxicity", task="multi_label_classification", labels=GUARD_LABELS, seed=4
-        )
-        return classifier, guard
-    return shared.classifier_tag, shared.guard_tag
+def tiny_tags(tiny_store: TinyStore) -> tuple[str, str]:
+    """The session's tiny classifier and guard (tests/integration/conftest.py)."""
+    return tiny_store.classifier_tag, tiny_store.guard_tag
 
 
 @pytest.fixture(scope="session")
-def fleet_policy(tiny_tags: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> FleetPolicy:
-    import bentoml
-
-    from fairgate.guardrails.onnx_model import OnnxTextModel
-
-    guard = OnnxTextModel.from_directory(bentoml.models.get(tiny_tags[1]).path, variant="fp32")
-    scores = {text: float(guard.predict_proba([text])[0][0]) for text in CANDIDATES}
+def fleet_policy(guard_scores: dict[str, float], tmp_path_factory: pytest.TempPathFactory) -> FleetPolicy:
+    scores = guard_scores
     toxic, benign = max(scores, key=scores.__getitem__), min(scores, key=scores.__getitem__)
     assert scores[toxic] - scores[benign] > 1e-5, f"tiny guard scores too close to split: {scores}"
     data = {
