@@ -19,6 +19,7 @@ Two things every caller needs and once got from only some copies of this code:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -71,6 +72,18 @@ def private_home(home: Path, store: Path | None = None) -> Path:
     if not link.is_symlink():
         link.symlink_to(store or model_store(), target_is_directory=True)
     return home
+
+
+def _get_json(url: str, headers: Mapping[str, str], timeout_s: float = 2.0) -> tuple[int, object]:
+    """(status, parsed body) of one GET; (0, None) when nothing answered or the body is not JSON."""
+    request = urllib.request.Request(url, headers=dict(headers))
+    try:
+        with _LOOPBACK.open(request, timeout=timeout_s) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), None
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0, None
 
 
 def _readyz_status(url: str, headers: Mapping[str, str], timeout_s: float = 2.0) -> int:
@@ -164,12 +177,40 @@ class BentoServer:
             code = _readyz_status(self.url + "/readyz", headers or {})
             self.readyz_codes.append(code)
             if code == status:
+                if status == 200:
+                    self._wait_every_worker(deadline, headers or {})
                 self.startup_s = time.perf_counter() - self._started_at
                 self._tree()
                 return self
             time.sleep(0.1)
         raise ServerStartError(
             f"{self.url}/readyz never answered {status} (saw {sorted(set(self.readyz_codes))}):\n{self.log_tail()}"
+        )
+
+    def _wait_every_worker(self, deadline: float, headers: Mapping[str, str]) -> None:
+        """Wait until every worker has said it is ready, not only the one /readyz reached.
+
+        ``/readyz`` is answered by whichever worker accepts the connection, so with several
+        workers one ready answer leaves the others loading (a request there gets 503 and
+        Retry-After). ``/guardrails/status`` names the worker that answered and how many
+        there are; new connections reach every worker in turn. A target without that
+        route (404), or one that needs a key the caller did not pass (401, 403), is taken
+        as ready on ``/readyz`` alone.
+        """
+        ready: set[int] = set()
+        while time.monotonic() < deadline:
+            code, body = _get_json(self.url + "/guardrails/status", headers)
+            if code in (401, 403, 404):
+                return
+            if code == 200 and isinstance(body, dict) and isinstance(body.get("worker"), dict):
+                worker = body["worker"]
+                if body.get("ready"):
+                    ready.add(int(worker["pid"]))
+                if len(ready) >= int(worker.get("workers") or 1):
+                    return
+            time.sleep(0.05)
+        raise ServerStartError(
+            f"{self.url}: only workers {sorted(ready)} said ready on /guardrails/status in time:\n{self.log_tail()}"
         )
 
     def wait_exit(self, timeout_s: float) -> int:

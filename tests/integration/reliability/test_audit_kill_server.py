@@ -108,7 +108,9 @@ def test_answered_decisions_are_in_the_store_after_sigkill(start_server, texts: 
     # Restart on the same store: it opens cleanly and keeps appending.
     server.start()
     server.wait_ready()
-    blocked = httpx.post(server.url + "/classify", json={"text": texts.block}, timeout=10).json()
+    response = httpx.post(server.url + "/classify", json={"text": texts.block}, timeout=10)
+    assert response.status_code == 200, (response.status_code, response.text, server.log_tail())
+    blocked = response.json()
     assert blocked["action"] == "block"
     after = {record["request_id"] for record in export(db)}
     assert after == set(stored) | {blocked["request_id"]}
