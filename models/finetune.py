@@ -28,6 +28,7 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "counterfactual_penalty",
+    "pairing_outputs",
     "counterfactual_units",
     "finetune",
     "freeze_parameters",
@@ -65,8 +66,14 @@ class FinetuneConfig(BaseModel):
     eval_batch_size: int = Field(64, ge=1)
     group_by_length: bool = True
     # Counterfactual logit pairing (Garg et al. 2019): weight of the penalty on how far the
-    # logits of texts that differ only in the identity group named drift apart. 0 = off.
+    # outputs of texts that differ only in the identity group named drift apart. 0 = off.
     counterfactual_weight: float = Field(0.0, ge=0)
+    # Where the pairing penalty is measured. "logit" is Garg et al.'s form, but it also
+    # rewards shrinking every logit (a family's deviation falls with the logit scale), which
+    # caps confident scores: the bundled guard trained that way never scored toxicity above
+    # 0.87. "probability" (sigmoid, or softmax for single-label) penalises the gap where a
+    # decision can change and lets agreeing members be confident together.
+    counterfactual_space: Literal["probability", "logit"] = "probability"
 
 
 @dataclass(kw_only=True)
@@ -284,10 +291,22 @@ def _epoch_batches(
     return [unit_batches[i] for i in rng.permutation(len(unit_batches))]
 
 
-def counterfactual_penalty(logits: torch.Tensor, families: np.ndarray) -> torch.Tensor | None:
-    """Mean absolute deviation of each family's logits from the family mean.
+def pairing_outputs(logits: torch.Tensor, *, task: str, space: str) -> torch.Tensor:
+    """What counterfactual pairing compares: the logits, or the task's probabilities."""
+    import torch
 
-    For a pair this is half the absolute logit difference of Garg et al. (2019); for larger
+    if space == "logit":
+        return logits
+    if task == "multi_label_classification":
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=-1)
+
+
+def counterfactual_penalty(logits: torch.Tensor, families: np.ndarray) -> torch.Tensor | None:
+    """Mean absolute deviation of each family's outputs from the family mean.
+
+    ``logits`` are whatever is paired (logits, or probabilities: :func:`pairing_outputs`).
+    For a pair this is half the absolute difference of Garg et al. (2019); for larger
     families it penalises every member's drift, not only the extremes. ``families`` is the
     family id of each row of the batch (-1: none). None when the batch holds no family.
     """
@@ -425,7 +444,8 @@ def finetune(
                 logits = model(**batch).logits
                 loss = loss_fn(logits, _targets_tensor(train, idx))
                 if families is not None:
-                    penalty = counterfactual_penalty(logits, families[idx])
+                    paired = pairing_outputs(logits, task=train.task, space=config.counterfactual_space)
+                    penalty = counterfactual_penalty(paired, families[idx])
                     if penalty is not None:
                         loss = loss + config.counterfactual_weight * penalty
                         running_penalty = 0.9 * running_penalty + 0.1 * penalty.item()

@@ -65,6 +65,7 @@ class GuardBuildConfig(BaseModel):
     normalization: Literal["auto", "social", "none"] = "auto"
     counterfactual_variants: int = Field(1, ge=0)
     counterfactual_weight: float = Field(2.0, ge=0)
+    counterfactual_space: Literal["probability", "logit"] = "probability"
     noise_fraction: float = Field(0.25, ge=0, le=1)
     freeze_embeddings: bool = True
     # The fairness gate, on the identity evaluation set (kept apart from training by

@@ -78,6 +78,7 @@ def finetune_guard(
         seed=config.seed,
         freeze_embeddings=config.freeze_embeddings,
         counterfactual_weight=config.counterfactual_weight if families is not None else 0.0,
+        counterfactual_space=config.counterfactual_space,
     )
     result = finetune(
         model,

@@ -64,6 +64,8 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
                       help="identity-swapped copies per training text that names a group (0: off)")
     fair.add_argument("--counterfactual-weight", type=float, default=2.0,
                       help="counterfactual logit pairing weight (0: off)")
+    fair.add_argument("--counterfactual-space", choices=("probability", "logit"), default="probability",
+                      help="pair probabilities (default; keeps confident scores) or raw logits (Garg et al.)")
     fair.add_argument("--noise-fraction", type=float, default=0.25,
                       help="share of training texts that gain a noisy social-media-form copy")
     fair.add_argument("--train-embeddings", action="store_true",
@@ -124,6 +126,7 @@ def _handle_build_guard(args: argparse.Namespace) -> int:
             normalization=args.normalization,
             counterfactual_variants=args.counterfactual_variants,
             counterfactual_weight=args.counterfactual_weight,
+            counterfactual_space=args.counterfactual_space,
             noise_fraction=args.noise_fraction,
             freeze_embeddings=not args.train_embeddings,
             identity_eval_data=args.identity_eval_data,
