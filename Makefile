@@ -14,7 +14,7 @@ REDIS ?=
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install models serve test test-fast lint bench wheel build clean
+.PHONY: install models serve test test-fast lint bench wheel build container clean
 
 # torch first and pinned: a looser request pulls several GB of CUDA packages.
 $(STAMP): pyproject.toml
@@ -56,6 +56,12 @@ wheel: $(STAMP)
 
 build: models wheel
 	$(BIN)/bentoml build .
+
+# The bento as an OCI image (needs a Docker engine or another backend bentoml supports):
+# `make container IMAGE=REGISTRY/fairgate:TAG`; deploy/compose.yaml runs fairgate:latest.
+IMAGE ?= fairgate:latest
+container: build
+	$(BIN)/bentoml containerize fairgate:latest -t $(IMAGE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache bench.json

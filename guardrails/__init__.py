@@ -5,6 +5,7 @@ PyYAML and prometheus-client only. Nothing here runs at import time; heavy or op
 dependencies (detoxify/torch for :class:`DetoxifyScorer`) are imported where used.
 """
 
+from fairgate.guardrails.deadline import ScorerDeadline, ScorerTimeoutError, with_deadline
 from fairgate.guardrails.decision import Decision, GroupStatus, GuardStatus, MonitorStatus, Reason, Screen
 from fairgate.guardrails.groups import GroupResolver, Lexicon
 from fairgate.guardrails.guard import Guard
@@ -48,6 +49,8 @@ __all__ = [
     "PolicyError",
     "RateMonitor",
     "Reason",
+    "ScorerDeadline",
+    "ScorerTimeoutError",
     "Screen",
     "SimulationResult",
     "TextNormalization",
@@ -59,6 +62,7 @@ __all__ = [
     "can_share_encoding",
     "default_policy_path",
     "simulate_rates",
+    "with_deadline",
 ]
 
 # Shared (fleet-wide) windows: docs/fleet.md. Appended here to keep edits to this file small.

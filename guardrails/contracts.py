@@ -1,8 +1,8 @@
 """The one home of the vocabularies shared across fairgate's packages (docs/CONTRACTS.md).
 
 Detoxify's six toxicity categories (in the guard's output order), the guard's actions
-with their severity order, the stages it screens at, and the logits -> probabilities
-rule every model reader applies. Everything else (``fairgate.guardrails.policy``,
+with their severity order, the stages it screens at, the two model tasks, and the
+logits -> probabilities rule every model reader applies. Everything else (``fairgate.guardrails.policy``,
 ``fairgate.guardrails.decision``, ``fairgate.models.guard``, ``fairgate.models.evaluation``,
 the training-data scripts) imports these names from here instead of keeping a copy.
 
@@ -14,17 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 __all__ = [
     "MULTI_LABEL_TASK",
     "SEVERITY",
+    "SINGLE_LABEL_TASK",
+    "TASKS",
     "TOXICITY_CATEGORIES",
     "Action",
     "ScreenStage",
     "Stage",
+    "Task",
     "most_severe",
     "probabilities",
     "sigmoid",
@@ -61,7 +64,13 @@ def most_severe(actions: Iterable[Action]) -> Action:
     return best
 
 
-MULTI_LABEL_TASK = "multi_label_classification"
+Task = Literal["single_label_classification", "multi_label_classification"]
+"""A model's ``task`` (the manifest's key): one label per text, or independent labels."""
+TASKS: tuple[Task, ...] = get_args(Task)
+"""Every :data:`Task`, in the order error messages list them."""
+SINGLE_LABEL_TASK: Task = "single_label_classification"
+"""The manifest ``task`` with exactly one label per text (softmax over the labels)."""
+MULTI_LABEL_TASK: Task = "multi_label_classification"
 """The manifest ``task`` whose labels are independent (per-label sigmoid, not softmax)."""
 
 

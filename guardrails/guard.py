@@ -3,6 +3,11 @@
 ``screen`` runs before inference (groups + toxicity, may block), ``review`` after it (rate
 windows, disparity alerts, final decision). Both take and return lists, so adaptive
 batching pays off through the whole path.
+
+Thread safety is the guard's own: a product embeds it without the service, so one
+reentrant lock per guard (:attr:`Guard.lock`) protects the state that batches share; the
+service's pipeline holds that same lock for a whole batch instead of adding its own. The
+class docstring says what it covers and why the other locks in the package are not it.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from fairgate.guardrails.contracts import Action, ScreenStage, most_severe
+from fairgate.guardrails.contracts import SEVERITY, Action, ScreenStage, most_severe
 from fairgate.guardrails.decision import (
     Decision,
     GroupStatus,
@@ -26,13 +32,21 @@ from fairgate.guardrails.decision import (
     Reason,
     Screen,
 )
+from fairgate.guardrails.encoding import Encoding
+from fairgate.guardrails.explain import (
+    DEFAULT_MAX_WORDS,
+    DEFAULT_TOP_K,
+    Explanation,
+    ExplanationError,
+    occlude,
+    unexplained,
+)
 from fairgate.guardrails.groups import GroupResolver, Lexicon, RequestGroup
 from fairgate.guardrails.local_store import as_monitor_store
 from fairgate.guardrails.metrics import STORE_ERRORS, STORE_OPERATIONS, GuardMetrics
-from fairgate.guardrails.onnx_model import Encoding
 from fairgate.guardrails.policy import Policy, PolicyError
 from fairgate.guardrails.rates import PendingCheck, RateMonitor
-from fairgate.guardrails.scorers import ToxicityScorer, reuses_encoding
+from fairgate.guardrails.scorers import EncodingScorer, ToxicityScorer, reuses_encoding
 from fairgate.guardrails.store import (
     InMemoryWindowStore,
     MonitorStore,
@@ -59,6 +73,26 @@ class Guard:
     behind a :class:`~fairgate.guardrails.failover.FailoverStore`) keeps them for the fleet.
     Each reviewed batch costs one store call for all rate monitors (one round trip with
     Redis), plus one or two when the batch makes a check due.
+
+    **Locking.** :attr:`lock` (reentrant) is the one lock around a batch's shared state:
+    the rate monitors' check schedule, alert boards and last results, and the store calls
+    that read and update them as one sequence (record -> absorb -> publish -> settle in
+    :meth:`review`; snapshot -> adopt in :meth:`status`; :meth:`check`). Without it the
+    checks of two batches race on the board (one is evaluated against a board the other
+    is about to replace, its publish is refused and the check is lost), and a status read
+    can adopt a board half way through a review; with it no check is lost and every
+    status sees whole batches (tests/unit/guardrails/test_guard_concurrency.py).
+    :meth:`screen` takes no lock: group resolution is pure, and calling the scorer from
+    several threads is the scorer's own concern (ONNX Runtime sessions are thread-safe),
+    so embedded callers screen in parallel. A caller that needs several calls to act as
+    one unit holds :attr:`lock` around them; the service's pipeline does so for a whole
+    batch (screen -> classifier -> review) and has no lock of its own.
+
+    Not the same concern, and so not merged into this one: each window store keeps a
+    small lock of its own (``InMemoryWindowStore``, ``LocalMonitorStore``), because a
+    store is a public component that may be used alone or shared by several guards;
+    under one guard those locks are never contended. ``FailoverStore``'s lock guards its
+    health state (failures, backoff), and a scorer deadline's lock its one in-flight call.
     """
 
     def __init__(
@@ -75,8 +109,12 @@ class Guard:
         self._scorer = scorer
         self._clock = clock
         self._store: MonitorStore = as_monitor_store(store if store is not None else InMemoryWindowStore())
-        # Rate monitors keep a check schedule and alert state; one batch reviews at a time.
-        self._lock = threading.RLock()
+        # The one lock around the state batches share (class docstring, "Locking").
+        self._lock: AbstractContextManager[bool] = threading.RLock()
+        # Probed once: a scorer (or a wrapper around one) reads a shared encoding or it does not.
+        self._encoding_scorer: EncodingScorer | None = (
+            scorer if scorer is not None and reuses_encoding(scorer) else None
+        )
         self._toxicity_on = policy.enabled and policy.toxicity.enabled
         self._rates_on = policy.enabled and policy.rates.enabled
         if self._toxicity_on:
@@ -105,6 +143,21 @@ class Guard:
             for operation in STORE_OPERATIONS:
                 for kind in STORE_ERRORS:
                     self.metrics.store_errors.labels(operation=operation, error=kind)
+
+    @property
+    def lock(self) -> AbstractContextManager[bool]:
+        """The guard's reentrant lock (class docstring, "Locking").
+
+        Hold it (``with guard.lock: ...``) to make several calls one unit: the calls the
+        guard makes under it nest, and status reads and other batches wait until it is
+        released.
+        """
+        return self._lock
+
+    @property
+    def shares_encoding(self) -> bool:
+        """Whether :meth:`screen` hands its ``encoding=`` to the scorer (an :class:`EncodingScorer`)."""
+        return self._encoding_scorer is not None
 
     @property
     def store(self) -> MonitorStore:
@@ -141,7 +194,9 @@ class Guard:
         """Resolve groups and score toxicity for a batch; a provisional action per item.
 
         ``stage`` is ``input`` for request texts and ``output`` for text a model returns.
-        ``encoding`` (an ``onnx_model.Encoding``) lets the scorer reuse a tokenisation.
+        ``encoding`` (an :class:`~fairgate.guardrails.encoding.Encoding` of ``texts``) is
+        handed to a scorer that can reuse it (:attr:`shares_encoding`); the scorer itself
+        checks that it was made the way its model reads text, and re-encodes otherwise.
         """
         if stage not in ("input", "output"):
             raise ValueError(f"stage {stage!r} is not input or output")
@@ -184,8 +239,8 @@ class Guard:
     def _score(self, texts: Sequence[str], encoding: Encoding | None) -> list[dict[str, float]]:
         scorer = self._scorer
         assert scorer is not None
-        if encoding is not None and reuses_encoding(scorer):
-            raw = scorer.score(texts, encoding=encoding)
+        if encoding is not None and self._encoding_scorer is not None:
+            raw = self._encoding_scorer.score(texts, encoding=encoding)
         else:
             raw = scorer.score(texts)
         array = np.asarray(raw, dtype=np.float64)
@@ -246,6 +301,83 @@ class Guard:
             groups=groups,
         )
 
+    # -- explanations -----------------------------------------------------------------
+
+    def explain(
+        self,
+        texts: Sequence[str],
+        *,
+        categories: Sequence[str] | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        screens: Sequence[Screen] | None = None,
+        max_words: int = DEFAULT_MAX_WORDS,
+        scorer: ToxicityScorer | None = None,
+    ) -> list[Explanation]:
+        """Which words made each text's toxicity scores: occlusion with the guard's own scorer.
+
+        ``categories=None`` explains, per text, the categories that flag or block it under
+        this guard's policy (the question a moderator asks of a flagged item); a list
+        explains those categories for every text, whatever they score (``[]``: nothing).
+        Pass the ``screens`` that :meth:`screen` returned for ``texts`` and the flagged
+        categories are read from them instead of scoring the texts again; a text that
+        nothing flags then costs nothing, and a batch where nothing flags makes no model
+        call. Each explained category carries the action the policy takes at its score.
+        The method and its cost are :mod:`fairgate.guardrails.explain`'s.
+
+        ``scorer`` scores the masked texts instead of the guard's own scorer: the same
+        guard's fp32 variant, because an int8 model's scores depend on the rows batched
+        with it (dynamic quantisation), which blurs contributions (docs/guardrails.md,
+        "Explanations"); fp32 contributions are exact. What flags is still the guard's call.
+
+        Like :meth:`screen` it takes no lock (it reads only the policy and calls the
+        scorer), and unlike it, it records no metrics: the masked variants of a text are
+        not traffic, and counting them would skew the score histograms. A scorer failure
+        is raised, not turned into ``on_error``: an explanation is not a decision.
+        """
+        if screens is not None and len(screens) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(screens)} screens; pass the screens of these texts")
+        explainer = scorer if scorer is not None else self._scorer
+        actions: list[dict[str, Action]]
+        if categories is not None:
+            wanted = list(dict.fromkeys(categories))
+            if wanted and explainer is None:
+                raise ExplanationError(
+                    "this guard has no toxicity scorer (the policy has toxicity.enabled: false); "
+                    "pass scorer= (to this call or to Guard) to explain toxicity categories"
+                )
+            actions = [{} for _ in texts]
+            targets = [wanted for _ in texts]
+        elif self._scorer is None or not self._toxicity_on:
+            return unexplained(texts)
+        else:
+            if screens is None:
+                scores = self._score(texts, None) if texts else []
+                screens = [self._toxicity_screen("input", (), row) for row in scores]
+            actions = [
+                {r.category: r.action for r in s.reasons if r.monitor == TOXICITY_MONITOR and r.category is not None}
+                for s in screens
+            ]
+            targets = [list(found) for found in actions]
+        if explainer is None or not any(targets):
+            return unexplained(texts)
+        explained = occlude(
+            explainer.score, list(explainer.categories), texts, targets, top_k=top_k, max_words=max_words
+        )
+        # The screen's action where it had one (the decision being explained), else the
+        # action the thresholds give the explanation's own score.
+        results = []
+        for item, acted in zip(explained, actions, strict=True):
+            labels = tuple(
+                label.model_copy(update={"action": acted.get(label.label) or self._action_at(label.label, label.score)})
+                for label in item.labels
+            )
+            results.append(item.model_copy(update={"labels": labels}))
+        return results
+
+    def _action_at(self, category: str, score: float) -> Action:
+        """What the policy's thresholds do with ``score`` in ``category`` (allow when it has none)."""
+        return self._toxicity_screen("input", (), {category: score}).action
+
     # -- after inference --------------------------------------------------------------
 
     def review(self, screens: Sequence[Screen], labels: Sequence[str | None]) -> list[Decision]:
@@ -269,7 +401,7 @@ class Guard:
         for screen, label, item_groups, more in zip(screens, labels, groups, extra, strict=True):
             reasons = (*screen.reasons, *more)
             action = most_severe([screen.action, *(r.action for r in more)])
-            ordered = tuple(sorted(reasons, key=lambda r: -_severity(r.action)))
+            ordered = tuple(sorted(reasons, key=lambda r: -SEVERITY[r.action]))
             decision = Decision(
                 action=action, reasons=ordered, toxicity=screen.toxicity, groups=item_groups, label=label
             )
@@ -493,10 +625,6 @@ def _board_view(monitor: RateMonitor) -> tuple[object, frozenset[str]]:
 
 def _board_changed(before: tuple[object, frozenset[str]], monitor: RateMonitor) -> bool:
     return monitor.last is not before[0] or monitor.active != before[1]
-
-
-def _severity(action: str) -> int:
-    return {"allow": 0, "flag": 1, "block": 2}[action]
 
 
 def _finite(value: float) -> float | None:

@@ -2,6 +2,9 @@
 
 The monitor talks to the small :class:`ToxicityScorer` protocol so back ends can plug in:
 the ONNX guard model (serving; no torch) or the Detoxify package (the ``[train]`` extra).
+A scorer that can also read a batch another model already tokenised implements
+:class:`EncodingScorer`; :func:`reuses_encoding` is the one test for it, and the guard
+uses nothing else to decide whether to hand a scorer the shared encoding.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from typing import Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
 
-from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
-from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel, Variant
+from fairgate.guardrails.contracts import MULTI_LABEL_TASK, TOXICITY_CATEGORIES
+from fairgate.guardrails.encoding import Encoding
+from fairgate.guardrails.manifest import Variant
+from fairgate.guardrails.onnx_model import OnnxTextModel
+
+__all__ = ["DetoxifyScorer", "EncodingScorer", "OnnxToxicityScorer", "ToxicityScorer", "reuses_encoding"]
 
 
 @runtime_checkable
@@ -29,7 +36,15 @@ class ToxicityScorer(Protocol):
 class EncodingScorer(ToxicityScorer, Protocol):
     """A scorer that can reuse a batch another model tokenised: ``score(texts, encoding=...)``.
 
-    It names its tokenizer (``tokenizer_fingerprint``) and ignores an encoding it cannot use.
+    The contract, for scorers and for wrappers around them (a deadline, a fault injector):
+
+    - ``tokenizer_fingerprint`` names the tokenizer the scorer reads with. Its presence is
+      the marker (:func:`reuses_encoding`): a wrapper defines it exactly when the scorer
+      it wraps has one, and then forwards ``encoding=`` unchanged.
+    - ``score`` uses ``encoding`` only when it was made the way the scorer's own model
+      would make it (``OnnxTextModel.accepts``, the one rule of
+      :mod:`fairgate.guardrails.encoding`) and otherwise encodes ``texts`` itself, so a
+      caller may always pass the encoding it has.
     """
 
     @property
@@ -39,10 +54,12 @@ class EncodingScorer(ToxicityScorer, Protocol):
 
 
 def reuses_encoding(scorer: ToxicityScorer) -> TypeGuard[EncodingScorer]:
-    """True when ``scorer`` takes ``encoding=``: it has a ``tokenizer_fingerprint``.
+    """True when ``scorer`` is an :class:`EncodingScorer`: it has a ``tokenizer_fingerprint``.
 
-    A plain attribute probe (``hasattr``), so wrappers that forward the attribute through
-    ``__getattr__`` count too (``isinstance`` on a protocol would not, from Python 3.12).
+    A plain attribute probe (``hasattr``), so every way a wrapper can provide the
+    attribute counts: a property defined only on the wrapper class for scorers that have
+    one, an instance attribute, or forwarding through ``__getattr__`` (``isinstance`` on
+    the protocol would miss the last: from Python 3.12 it looks attributes up statically).
     """
     return hasattr(scorer, "tokenizer_fingerprint")
 
@@ -51,7 +68,7 @@ class OnnxToxicityScorer:
     """The guard model (``fairgate-toxicity``): a multi-label ONNX model, sigmoid per category."""
 
     def __init__(self, *, model: OnnxTextModel) -> None:
-        if model.task != "multi_label_classification":
+        if model.task != MULTI_LABEL_TASK:
             raise ValueError(
                 f"the toxicity scorer needs a multi_label_classification model, got {model.task!r}; "
                 "load the fairgate-toxicity model, not the classifier"

@@ -3,14 +3,15 @@
 The model directory written here is the seam with serving (docs/CONTRACTS.md section 1):
 ``model.onnx`` (fp32, graph-optimised), ``model.int8.onnx``, the tokenizer files and
 ``fairgate.json``, which records the text normalisation the model was trained with so
-that serving applies the same one. Nothing is trusted until :func:`check_parity` has
-compared both ONNX variants with the PyTorch model on held-out texts.
+that serving applies the same one. The manifest's definition, reader and writer are
+:mod:`fairgate.guardrails.manifest`, shared with the runtime; this module only fills it
+in. Nothing is trusted until :func:`check_parity` has compared both ONNX variants with
+the PyTorch model on held-out texts.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import platform
 import shutil
@@ -18,10 +19,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from fairgate.guardrails.contracts import MULTI_LABEL_TASK, Task
+from fairgate.guardrails.manifest import DEFAULT_FILES, MANIFEST_FORMAT, ModelManifest, Variant, read_manifest
 from fairgate.models.errors import ExportParityError
 
 if TYPE_CHECKING:
@@ -42,9 +45,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = "fairgate-onnx-text/1"
 QuantizationTarget = Literal["avx512_vnni", "avx512", "avx2", "arm64"]
 _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_PARITY_VARIANTS: tuple[Variant, ...] = ("fp32", "int8")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,43 +141,36 @@ def _quantization_config(target: QuantizationTarget, *, exclude: list[str]):
 def write_manifest(
     directory: Path,
     *,
-    task: str,
+    task: Task,
     labels: list[str],
     max_length: int,
     input_names: list[str],
     output_name: str = "logits",
     normalization: TextNormalization | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Write ``fairgate.json`` (the runtime's only required metadata) and return it.
 
-    ``normalization`` is the text normalisation the model was trained and evaluated
-    with; it is recorded under ``normalization`` and serving applies it before
-    tokenising. ``None`` writes no entry, which serving reads as no normalisation.
+    The files are the exporter's (``DEFAULT_FILES``). ``normalization`` is the text
+    normalisation the model was trained and evaluated with; it is recorded under
+    ``normalization`` and serving applies it before tokenising. ``None`` writes no entry,
+    which serving reads as no normalisation. The manifest is checked by the same model
+    the runtime reads it with (:class:`~fairgate.guardrails.manifest.ModelManifest`), so
+    nothing is written that serving would refuse.
     """
-    manifest: dict = {
+    fields: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "task": task,
         "labels": list(labels),
         "max_length": int(max_length),
-        "files": {"fp32": "model.onnx", "int8": "model.int8.onnx", "tokenizer": "tokenizer.json"},
+        "files": dict(DEFAULT_FILES),
         "input_names": list(input_names),
         "output_name": output_name,
     }
     if normalization is not None:
-        manifest["normalization"] = normalization.to_manifest()
-    (directory / "fairgate.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return manifest
-
-
-def read_manifest(directory: Path) -> dict:
-    """Read and check ``fairgate.json`` of a model directory."""
-    path = Path(directory) / "fairgate.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} has no fairgate.json; it is not a fairgate model directory")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-    return manifest
+        fields["normalization"] = normalization.to_manifest()
+    manifest = ModelManifest.model_validate(fields)
+    manifest.write(Path(directory))
+    return manifest.as_json()
 
 
 def export_model_directory(
@@ -182,7 +178,7 @@ def export_model_directory(
     tokenizer: PreTrainedTokenizerBase,
     output: Path,
     *,
-    task: str,
+    task: Task,
     labels: list[str],
     max_length: int,
     quantization: QuantizationTarget | Literal["auto"] = DEFAULT_QUANTIZATION_TARGET,
@@ -233,12 +229,12 @@ def export_model_directory(
         qconfig = _quantization_config(target, exclude=kept_fp32)
         with _quiet_root_logger():  # onnxruntime logs one INFO line per tensor to the root logger
             int8_path = quantizer.quantize(quantization_config=qconfig, save_dir=q_dir, file_suffix="int8")
-        shutil.copyfile(opt_dir / "model.onnx", output / "model.onnx")
+        shutil.copyfile(opt_dir / "model.onnx", output / DEFAULT_FILES["fp32"])
         del int8_path  # optimum returns the directory; the file is model_int8.onnx
-        shutil.copyfile(q_dir / "model_int8.onnx", output / "model.int8.onnx")
+        shutil.copyfile(q_dir / "model_int8.onnx", output / DEFAULT_FILES["int8"])
     tokenizer.save_pretrained(output)
     model.config.save_pretrained(output)
-    input_names = _onnx_input_names(output / "model.onnx")
+    input_names = _onnx_input_names(output / DEFAULT_FILES["fp32"])
     manifest = write_manifest(
         output,
         task=task,
@@ -262,8 +258,8 @@ def export_model_directory(
         "input_names": input_names,
         "normalization": manifest.get("normalization"),
         "sizes_bytes": {
-            "fp32": (output / "model.onnx").stat().st_size,
-            "int8": (output / "model.int8.onnx").stat().st_size,
+            "fp32": (output / DEFAULT_FILES["fp32"]).stat().st_size,
+            "int8": (output / DEFAULT_FILES["int8"]).stat().st_size,
         },
     }
 
@@ -296,7 +292,7 @@ def _onnx_input_names(path: Path) -> list[str]:
 
 
 def _decisions(logits: np.ndarray, task: str) -> np.ndarray:
-    if task == "multi_label_classification":
+    if task == MULTI_LABEL_TASK:
         return logits > 0.0  # sigmoid(x) > 0.5
     return logits.argmax(axis=1)
 
@@ -325,13 +321,16 @@ def check_parity(
 
     if not texts:
         raise ExportParityError("parity check needs at least one text (the validation split is empty)")
+    manifest = read_manifest(model_dir)  # the files and output the runtime will load
     options = ort.SessionOptions()
     options.log_severity_level = 3
     sessions = {
         variant: ort.InferenceSession(
-            str(Path(model_dir) / name), sess_options=options, providers=["CPUExecutionProvider"]
+            str(manifest.resolve_files(Path(model_dir), variant)[0]),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
         )
-        for variant, name in (("fp32", "model.onnx"), ("int8", "model.int8.onnx"))
+        for variant in _PARITY_VARIANTS
     }
     wanted = {v: [i.name for i in s.get_inputs()] for v, s in sessions.items()}
     torch_model.eval()
@@ -354,7 +353,7 @@ def check_parity(
             reference.append(torch_model(**torch_inputs).logits.float().numpy())
         for variant, session in sessions.items():
             feed = {name: arrays[name] for name in wanted[variant]}
-            outputs[variant].append(session.run(["logits"], feed)[0].astype(np.float32))
+            outputs[variant].append(session.run([manifest.output_name], feed)[0].astype(np.float32))
     ref = np.concatenate(reference)
     fp32 = np.concatenate(outputs["fp32"])
     int8 = np.concatenate(outputs["int8"])

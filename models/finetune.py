@@ -28,11 +28,11 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneResult",
     "counterfactual_penalty",
-    "pairing_outputs",
     "counterfactual_units",
     "finetune",
     "freeze_parameters",
     "layerwise_parameter_groups",
+    "pairing_outputs",
     "predict_logits",
     "seed_everything",
 ]

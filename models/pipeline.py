@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from fairgate.guardrails.contracts import Task
 from fairgate.models.export import DEFAULT_QUANTIZATION_TARGET, QuantizationTarget
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Task = Literal["single_label_classification", "multi_label_classification"]
 
 
 class ScoringModel(Protocol):

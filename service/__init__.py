@@ -12,6 +12,8 @@ from typing import Any
 __all__ = [
     "ClassifyRequest",
     "ClassifyResult",
+    "ErrorResponse",
+    "FairgateSettings",
     "GuardrailsStatusResponse",
     "ServiceSettings",
     "SettingsError",
@@ -20,6 +22,8 @@ __all__ = [
 _EXPORTS = {
     "ClassifyRequest": "fairgate.service.schemas",
     "ClassifyResult": "fairgate.service.schemas",
+    "ErrorResponse": "fairgate.service.edge.errors",
+    "FairgateSettings": "fairgate.service.settings",
     "GuardrailsStatusResponse": "fairgate.service.schemas",
     "ServiceSettings": "fairgate.service.settings",
     "SettingsError": "fairgate.service.settings",

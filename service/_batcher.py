@@ -11,6 +11,12 @@ concurrent clients got 503; docs/service.md, "Batching").
 
 The queue is bounded (``max_queue_items``): past it, callers get :class:`QueueFull` at
 once instead of waiting in an unbounded line.
+
+One batch at a time is the batching policy, not a lock: one drain task awaits each batch
+before taking the next, which is what makes a batch whatever queued meanwhile. The
+batcher's thread only keeps the batch off the event loop. The state a batch shares (the
+guard's rate monitors) is protected by the guard's lock, which the pipeline holds around
+the batch (``fairgate.service._pipeline``); the batcher protects nothing of it.
 """
 
 from __future__ import annotations
@@ -44,10 +50,11 @@ class _Job(Generic[T, R]):
 class MicroBatcher(Generic[T, R]):
     """Joins concurrent ``submit`` calls into batches for ``run``, one batch at a time.
 
-    ``run`` takes the joined items and returns one result per item, in order; it runs in
-    a single worker thread, so it never runs twice at once and never blocks the event
-    loop. A request's items always stay in one batch (a request larger than
-    ``max_batch_size`` runs alone).
+    ``run`` takes the joined items and returns one result per item, in order. It runs on
+    the batcher's own thread, never on the event loop, and never twice at once: the one
+    drain task awaits each batch before it takes the next (the module docstring says why
+    that is scheduling, not locking). A request's items always stay in one batch (a
+    request larger than ``max_batch_size`` runs alone).
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class MicroBatcher(Generic[T, R]):
         self._max_queue = max_queue_items
         self._queue: collections.deque[_Job[T, R]] = collections.deque()
         self._queued_items = 0
+        # One named thread for the batches: the drain loop never has two in flight.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fairgate-batch")
         self._drainer: asyncio.Task[None] | None = None
 

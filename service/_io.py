@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from _bentoml_sdk.io_models import IORootModel
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from fairgate.service.schemas import ClassifyRequest, ClassifyResult
 
@@ -57,6 +57,9 @@ def single_item_input(item_type: type[ClassifyRequest]) -> type[IORootModel[Any]
     """The input spec of ``/classify``: the body is one ``item_type`` object."""
 
     class ClassifyInput(IORootModel[list[item_type]]):  # type: ignore[valid-type]  # item_type: chosen at run time
+        # The outermost model's setting decides (pydantic ignores the items' own): never
+        # quote the client's text in a ValidationError.
+        model_config = ConfigDict(hide_input_in_errors=True)
         __root_input__ = True
 
         @field_validator("root", mode="before")

@@ -4,20 +4,23 @@ Pure Python over the ONNX classifier and the guard, no BentoML, so it is unit-te
 in-process and the service only adds HTTP and batching around it. The batch is the unit:
 one tokenizer call (shared with the guard when both models read text the same way), one
 guard screen, one classifier run over the items the screen let through, one review.
+
+Locking: none of its own. A batch runs under the guard's lock (:attr:`BatchGuard.lock`),
+the one lock around the state batches share; see :class:`GuardedClassifier`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel, can_share_encoding
+from fairgate.guardrails.encoding import Encoding, TokenizingModel, can_share_encoding
 from fairgate.service.schemas import ClassifyResult
 
 if TYPE_CHECKING:
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from fairgate.guardrails.groups import RequestGroup
     from fairgate.guardrails.metrics import GuardMetrics
 
-__all__ = ["BatchGuard", "GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
+__all__ = ["BatchGuard", "ClassifierModel", "GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +38,32 @@ class ItemLike(Protocol):
     group: str | None
 
 
+class ClassifierModel(TokenizingModel, Protocol):
+    """What the pipeline calls on the classifier (:class:`fairgate.guardrails.OnnxTextModel` is one)."""
+
+    @property
+    def labels(self) -> Sequence[str]: ...
+
+    def encode(self, texts: Sequence[str]) -> Encoding: ...
+
+    def run(self, encoding: Encoding) -> np.ndarray: ...
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray: ...
+
+
 class BatchGuard(Protocol):
     """What the pipeline calls on the guard (:class:`fairgate.guardrails.guard.Guard` is one).
 
-    ``metrics`` records the pipeline's batch sizes and inference time next to the guard's own.
+    ``metrics`` records the pipeline's batch sizes and inference time next to the guard's own;
+    ``lock`` is the guard's reentrant lock, which the pipeline holds for a whole batch;
+    ``status`` takes it itself.
     """
 
     @property
     def metrics(self) -> GuardMetrics: ...
+
+    @property
+    def lock(self) -> AbstractContextManager[object]: ...
 
     def screen(
         self,
@@ -67,16 +88,26 @@ class GuardedClassifier:
 
     ``guard`` is a :class:`fairgate.guardrails.Guard` (any :class:`BatchGuard`); its ``metrics``
     object records inference time and batch sizes, so every ``fairgate_`` metric lives in one
-    registry. A lock serialises batches and status reads: the rate windows are plain in-process
-    state.
+    registry. ``guard_model`` is the model behind the guard's scorer: when it reads text the
+    way the classifier does (:func:`~fairgate.guardrails.encoding.can_share_encoding`,
+    decided once here) one tokenizer call per batch feeds both.
+
+    Locking: a batch runs under ``guard.lock`` (the guard's own reentrant lock; the guard's
+    calls inside nest), and there is no second lock here. Holding it for the whole batch,
+    not only around the guard's calls, keeps one batch at a time per worker wherever the
+    batch comes from: the micro-batcher runs one batch at a time anyway, but with
+    ``FAIRGATE_BATCHING=bentoml`` each route has its own dispatcher and two batches can
+    arrive together. One at a time is what the sessions' thread counts are sized for, what
+    a scorer deadline expects (one call in flight), and what makes :meth:`status` (the
+    guard's, under the same lock) report whole batches.
     """
 
     def __init__(
         self,
         *,
-        classifier: OnnxTextModel,
+        classifier: ClassifierModel,
         guard: BatchGuard,
-        guard_model: OnnxTextModel | None = None,
+        guard_model: TokenizingModel | None = None,
         clock: Callable[[], float] = time.perf_counter,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
@@ -85,7 +116,6 @@ class GuardedClassifier:
         self.share_encoding = can_share_encoding(classifier, guard_model)
         self._clock = clock
         self._new_id = new_id
-        self._lock = threading.Lock()
 
     def classify(self, items: Sequence[ItemLike]) -> list[ClassifyResult]:
         """Decide a batch; results in input order."""
@@ -93,7 +123,7 @@ class GuardedClassifier:
             return []
         texts = [item.text for item in items]
         groups = [item.group for item in items]
-        with self._lock:
+        with self.guard.lock:
             return self._classify_locked(texts, groups)
 
     def _shared_encoding(self, texts: list[str]) -> Encoding | None:
@@ -162,6 +192,5 @@ class GuardedClassifier:
         return probabilities
 
     def status(self) -> GuardStatus:
-        """The guard's status, read under the batch lock so windows are consistent."""
-        with self._lock:
-            return self.guard.status()
+        """The guard's status; it takes the guard's lock, so it never sees half a batch."""
+        return self.guard.status()

@@ -7,7 +7,6 @@ service calls :func:`load_runtime` in a background thread and is ready when it r
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from fairgate.service.schemas import ModelInfo
-from fairgate.service.settings import ServiceSettings
+from fairgate.service.settings import FairgateSettings, ServiceSettings
 
 if TYPE_CHECKING:  # imported where used at run time, so this module stays light
     from prometheus_client import CollectorRegistry
@@ -23,8 +22,7 @@ if TYPE_CHECKING:  # imported where used at run time, so this module stays light
     from fairgate.guardrails.scorers import ToxicityScorer
     from fairgate.guardrails.store import MonitorStore, WindowStore
     from fairgate.service._pipeline import GuardedClassifier
-    from fairgate.service.audit import AuditSettings, AuditTrail
-    from fairgate.service.limits import LimitSettings
+    from fairgate.service.audit import AuditTrail
 
 __all__ = [
     "ModelNotFoundError",
@@ -148,30 +146,33 @@ def resolve_stored_model(reference: ModelReference, *, role: str, env_var: str) 
 
 def load_runtime(
     *,
-    settings: ServiceSettings,
+    settings: FairgateSettings,
     classifier: StoredModelRef,
     guard: StoredModelRef,
     registry: CollectorRegistry,
-    limits: LimitSettings | None = None,
-    audit: AuditSettings | None = None,
 ) -> Runtime:
-    """Load the models, the policy and the guard; raise with a message naming the fix."""
+    """Load the models, the policy and the guard; raise with a message naming the fix.
+
+    Reads ``settings.service`` (models, policy, threads, Redis, faults), ``settings.limits``
+    (the scorer deadline) and ``settings.audit``.
+    """
+    from fairgate.guardrails.deadline import with_deadline
     from fairgate.guardrails.guard import Guard
     from fairgate.guardrails.onnx_model import OnnxTextModel
     from fairgate.guardrails.policy import default_policy_path, load_policy
     from fairgate.guardrails.scorers import OnnxToxicityScorer
-    from fairgate.service._faults import apply_faults, parse_faults
+    from fairgate.service._faults import apply_faults
     from fairgate.service._pipeline import GuardedClassifier
-    from fairgate.service.audit import AuditSettings, AuditTrail, open_audit_store
-    from fairgate.service.limits import LimitSettings, ScorerDeadline
+    from fairgate.service.audit import AuditTrail, open_audit_store
 
     started = time.perf_counter()
-    policy_path = settings.policy if settings.policy is not None else default_policy_path()
+    service, audit = settings.service, settings.audit
+    policy_path = service.policy if service.policy is not None else default_policy_path()
     policy = load_policy(policy_path)
-    threads = settings.threads_per_session()
-    variant = settings.onnx_variant
+    threads = service.threads_per_session()
+    variant = service.onnx_variant
     classifier_model = OnnxTextModel.from_directory(
-        classifier.path, variant=variant, intra_op_threads=threads, bucket_size=settings.bucket_size
+        classifier.path, variant=variant, intra_op_threads=threads, bucket_size=service.bucket_size
     )
     if classifier_model.task != "single_label_classification":
         raise ValueError(
@@ -179,16 +180,14 @@ def load_runtime(
             "a single-label classifier such as fairgate-classifier"
         )
     guard_model = OnnxTextModel.from_directory(
-        guard.path, variant=variant, intra_op_threads=threads, bucket_size=settings.bucket_size
+        guard.path, variant=variant, intra_op_threads=threads, bucket_size=service.bucket_size
     )
     scorer: ToxicityScorer = OnnxToxicityScorer(model=guard_model)
-    limits = limits if limits is not None else LimitSettings()
-    faults = parse_faults(os.environ.get("FAIRGATE_FAULTS"))
-    if faults:  # tests only: never set in production
-        scorer, classifier_model = apply_faults(faults, scorer=scorer, classifier=classifier_model)
+    if service.faults:  # FAIRGATE_FAULTS, tests only: never set in production
+        scorer, classifier_model = apply_faults(service.faults, scorer=scorer, classifier=classifier_model)
     # A hung scorer becomes a monitor error that toxicity.on_error decides.
-    scorer = ScorerDeadline(scorer=scorer, timeout_s=limits.scorer_timeout_s)
-    store, clock = build_window_store(settings=settings, policy_version=policy.version)
+    scorer = with_deadline(scorer, timeout_s=settings.limits.scorer_timeout_s)
+    store, clock = build_window_store(settings=service, policy_version=policy.version)
     the_guard = Guard(policy=policy, scorer=scorer, registry=registry, clock=clock, store=store)
     pipeline = GuardedClassifier(classifier=classifier_model, guard=the_guard, guard_model=guard_model)
     the_guard.metrics.set_model_info(role="classifier", tag=classifier.tag, variant=variant)
@@ -205,7 +204,6 @@ def load_runtime(
             role="guard", tag=guard.tag, variant=variant, task=guard_model.task, labels=list(guard_model.labels)
         ),
     )
-    audit = audit if audit is not None else AuditSettings()
     trail = None
     if audit.enabled:
         trail = AuditTrail(

@@ -22,7 +22,8 @@ SQLite settings, and why:
   per batch (measured in ``docs/reliability.md``).
 
 Privacy: the record holds a SHA-256 of the text, never the text, unless the operator opts
-in (``FAIRGATE_AUDIT_STORE_TEXT=true`` or the policy's ``audit.store_text``).
+in (``FAIRGATE_AUDIT_STORE_TEXT=true`` or the policy's ``audit.store_text``). Where the
+trail goes is :class:`fairgate.service.settings.AuditSettings`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import sqlite3
 import threading
@@ -41,12 +41,10 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "AuditError",
     "AuditRecord",
-    "AuditSettings",
     "AuditStore",
     "AuditTrail",
     "SQLiteAuditStore",
@@ -210,14 +208,13 @@ class SQLiteAuditStore:
             self._db.close()
 
 
-def default_audit_path() -> Path:
-    """``$BENTOML_HOME/fairgate/audit.sqlite3`` (BentoML's home, default ``~/bentoml``).
+def default_audit_path(bentoml_home: str | Path = "~/bentoml") -> Path:
+    """``<bentoml_home>/fairgate/audit.sqlite3``: beside the model store the service already uses.
 
-    Beside the model store the service already uses, so a test session's private
-    ``BENTOML_HOME`` isolates its audit file too.
+    The service passes ``BENTOML_HOME`` (read into ``AuditSettings.bentoml_home``), so a
+    test session's private BentoML home isolates its audit file too.
     """
-    home = os.environ.get("BENTOML_HOME") or "~/bentoml"
-    return Path(home).expanduser() / "fairgate" / "audit.sqlite3"
+    return Path(bentoml_home).expanduser() / "fairgate" / "audit.sqlite3"
 
 
 def open_audit_store(location: str | Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> AuditStore:
@@ -232,25 +229,6 @@ def open_audit_store(location: str | Path, *, synchronous: Literal["FULL", "NORM
             "(the AuditStore protocol in service/audit.py is the seam for PostgreSQL)"
         )
     return SQLiteAuditStore(path=text, synchronous=synchronous)
-
-
-class AuditSettings(BaseSettings):
-    """``FAIRGATE_AUDIT_*``: where the trail goes and whether it keeps raw text."""
-
-    model_config = SettingsConfigDict(env_prefix="FAIRGATE_AUDIT_", extra="ignore", frozen=True)
-
-    db: str | None = Field(
-        default=None, description="SQLite path (or sqlite:///path); unset: default_audit_path(); 'off' disables"
-    )
-    store_text: bool = Field(default=False, description="also store the raw text (privacy: off by default)")
-    synchronous: Literal["FULL", "NORMAL"] = Field(default="FULL", description="SQLite synchronous pragma")
-
-    @property
-    def enabled(self) -> bool:
-        return (self.db or "").strip().lower() not in ("off", "none", "false", "0")
-
-    def location(self) -> str:
-        return self.db.strip() if self.db and self.db.strip() else str(default_audit_path())
 
 
 class _ItemLike(Protocol):

@@ -37,13 +37,8 @@ def register(subparsers: Any, build_subparsers: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from fairgate.service.audit import (
-        AuditError,
-        AuditSettings,
-        SQLiteAuditStore,
-        export_jsonl,
-        parse_time,
-    )
+    from fairgate.service.audit import AuditError, SQLiteAuditStore, export_jsonl, parse_time
+    from fairgate.service.settings import FairgateSettings, SettingsError
 
     try:
         since = parse_time(args.since, option="--since")
@@ -54,7 +49,14 @@ def _export(args: argparse.Namespace) -> int:
     if until is not None and until <= since:
         print(f"fairgate audit export: --until {args.until} is not after --since {args.since}", file=sys.stderr)
         return 2
-    location = args.db or AuditSettings().location()
+    if args.db:
+        location = args.db
+    else:
+        try:
+            location = FairgateSettings.from_env().audit.location()
+        except SettingsError as error:
+            print(f"fairgate audit export: {error}", file=sys.stderr)
+            return 2
     location = location.removeprefix("sqlite://")
     try:
         store = SQLiteAuditStore(path=location, readonly=True)

@@ -13,26 +13,29 @@ the service is open, as before. With keys, every path needs one (deny by default
 A client sends ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Keys are compared
 as SHA-256 digests with :func:`hmac.compare_digest`, against every configured key without
 stopping at the first match, so the time taken says nothing about how much of a key was
-right. Keys are held as ``SecretStr`` and never logged or echoed in a response.
+right. Keys are held as ``SecretStr`` and never logged or echoed in a response. The
+variables are read into :class:`fairgate.service.settings.AuthSettings`, whose
+``key_rings()`` reads the key files (:func:`key_ring`) once, at start.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.datastructures import Headers
+
+from fairgate.service.edge.errors import error_response
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["DOC_PATHS", "OPS_PATHS", "ApiKeyAuth", "AuthError", "AuthSettings", "KeyRing"]
+__all__ = ["DOC_PATHS", "OPS_PATHS", "ApiKeyAuth", "AuthError", "KeyRing", "key_ring"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,45 +93,31 @@ def _read_key_file(path: Path, variable: str) -> list[str]:
     return keys
 
 
-class AuthSettings(BaseSettings):
-    """Where the keys come from (``FAIRGATE_*`` environment variables)."""
+def key_ring(inline: SecretStr | None, file: Path | None, *, variable: str, min_chars: int) -> KeyRing:
+    """The keys of ``variable`` (inline, comma- or newline-separated) and of ``variable``_FILE.
 
-    model_config = SettingsConfigDict(env_prefix="FAIRGATE_", extra="ignore", frozen=True)
-
-    api_keys: SecretStr | None = Field(default=None, description="API keys, comma-separated")
-    api_keys_file: Path | None = Field(default=None, description="file with one API key per line")
-    ops_api_keys: SecretStr | None = Field(default=None, description="keys for /metrics, /healthz, /livez, /readyz")
-    ops_api_keys_file: Path | None = Field(default=None, description="file with one ops key per line")
-    api_keys_protect_docs: bool = Field(default=False, description="require an API key for /docs.json and /docs")
-    min_key_chars: int = Field(default=16, ge=1, description="shortest accepted key")
-
-    def key_rings(self) -> tuple[KeyRing, KeyRing]:
-        """(API keys, ops keys); empty rings mean open."""
-        return (
-            self._ring(self.api_keys, self.api_keys_file, "FAIRGATE_API_KEYS"),
-            self._ring(self.ops_api_keys, self.ops_api_keys_file, "FAIRGATE_OPS_API_KEYS"),
+    Raises :class:`AuthError` naming the variable when the file cannot be read or holds no
+    key, or when a key is shorter than ``min_chars``.
+    """
+    keys = _split_keys(inline.get_secret_value()) if inline is not None else []
+    if file is not None:
+        keys += _read_key_file(file, variable + "_FILE")
+    short = sum(len(k) < min_chars for k in keys)
+    if short:
+        raise AuthError(
+            f"{variable}: {short} key(s) shorter than {min_chars} characters; "
+            "use long random keys (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
         )
-
-    def _ring(self, inline: SecretStr | None, file: Path | None, variable: str) -> KeyRing:
-        keys = _split_keys(inline.get_secret_value()) if inline is not None else []
-        if file is not None:
-            keys += _read_key_file(file, variable + "_FILE")
-        short = sum(len(k) < self.min_key_chars for k in keys)
-        if short:
-            raise AuthError(
-                f"{variable}: {short} key(s) shorter than {self.min_key_chars} characters; "
-                "use long random keys (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
-            )
-        return KeyRing(keys)
+    return KeyRing(keys)
 
 
-def _presented_key(headers: dict[bytes, bytes]) -> str | None:
-    value = headers.get(b"x-api-key")
+def _presented_key(headers: Headers) -> str | None:
+    value = headers.get("x-api-key")
     if value is not None:
-        return value.decode("latin-1").strip()
-    authorization = headers.get(b"authorization")
+        return value.strip()
+    authorization = headers.get("authorization")
     if authorization is not None:
-        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
     return None
@@ -163,26 +152,17 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         ring = self.ring_for(scope.get("path", ""))
-        if ring is None or ring.accepts(_presented_key(dict(scope.get("headers") or []))):
+        if ring is None or ring.accepts(_presented_key(Headers(scope=scope))):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
         which = "FAIRGATE_OPS_API_KEYS" if ring is self.ops_keys else "FAIRGATE_API_KEYS"
-        body = json.dumps(
-            {"error": f"missing or invalid API key; send Authorization: Bearer <key> or X-API-Key ({which})"}
-        ).encode()
         logger.info("rejected a request to %s: missing or invalid API key", scope.get("path"))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="fairgate"'),
-                ],
-            }
+        response = error_response(
+            401,
+            f"missing or invalid API key; send Authorization: Bearer <key> or X-API-Key ({which})",
+            headers={"WWW-Authenticate": 'Bearer realm="fairgate"'},
         )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await response(scope, receive, send)

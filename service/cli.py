@@ -1,7 +1,8 @@
 """The ``fairgate`` command: one entry point, subcommands registered by their owners.
 
 Each package registers its own subcommands (``fairgate.models.cli``, ``fairgate.models.guard.cli``,
-``fairgate.guardrails.simulate_cli``, ``fairgate.service.audit_cli``), so this module only composes them.
+``fairgate.guardrails.simulate_cli``, ``fairgate.guardrails.policy_cli``, ``fairgate.service.audit_cli``), so
+this module only composes them.
 Heavy imports (torch, bentoml) happen inside the handlers, never here, so that
 ``fairgate --help`` is instant and serving never pulls in training code.
 """
@@ -14,12 +15,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from fairgate import __version__
+
 # (module, function) pairs; each function takes (subparsers, build_subparsers).
 _REGISTRARS: tuple[tuple[str, str], ...] = (
     ("fairgate.models.cli", "register"),
     ("fairgate.models.guard.cli", "register"),
     ("fairgate.models.calibrate_cli", "register"),
     ("fairgate.guardrails.simulate_cli", "register"),
+    ("fairgate.guardrails.policy_cli", "register"),
+    ("fairgate.models.explain_cli", "register"),
     ("fairgate.service.audit_cli", "register"),
 )
 
@@ -31,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune, export and serve classifiers behind live bias guardrails.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"fairgate {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     build = subparsers.add_parser("build", help="build a model into the BentoML store")
     build_subparsers = build.add_subparsers(dest="what", metavar="MODEL")

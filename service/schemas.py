@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.config import JsonDict
 
 from fairgate.guardrails.decision import GuardStatus, Reason
-from fairgate.service.limits import (
+from fairgate.service.fields import (
+    DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_TEXT_CHARS,
     MAX_GROUP_CHARS,
     GroupName,
@@ -38,8 +39,9 @@ __all__ = [
     "classify_request_type",
 ]
 
-DEFAULT_MAX_ITEMS = 256
-# Text and group limits are the reusable types of service.limits (docs/reliability.md).
+# Text and group limits are the reusable types of service.fields (docs/reliability.md).
+# hide_input_in_errors on every request model: a ValidationError never quotes the client's
+# text, wherever it is logged (service.edge.redaction says what the log filter adds).
 
 _REQUEST_EXAMPLE: JsonDict = {"text": "The staff were friendly and the food was great.", "group": "female"}
 _RESULT_EXAMPLE: JsonDict = {
@@ -63,7 +65,9 @@ _RESULT_EXAMPLE: JsonDict = {
 class ClassifyRequest(BaseModel):
     """One text to classify, with the caller's group for the per-group rate monitors."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _REQUEST_EXAMPLE})
+    model_config = ConfigDict(
+        extra="forbid", hide_input_in_errors=True, json_schema_extra={"example": _REQUEST_EXAMPLE}
+    )
 
     text: bounded_text(DEFAULT_MAX_TEXT_CHARS)  # type: ignore[valid-type]  # an Annotated type built at run time
     group: GroupName | None = Field(
@@ -99,6 +103,7 @@ def classify_batch_request_type(item_type: type[ClassifyRequest], max_items: int
         __module__=__name__,
         __config__=ConfigDict(
             extra="forbid",
+            hide_input_in_errors=True,
             json_schema_extra={
                 "example": {
                     "items": [

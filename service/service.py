@@ -14,16 +14,14 @@ Request path (docs/CONTRACTS.md, the README): HTTP and validation here, then per
 - BentoML's ``/healthz``, ``/livez``, ``/readyz`` (ready once both models and the policy
   are loaded, in a background thread), ``/metrics`` and ``/docs.json``.
 
-Reliability and access (docs/reliability.md), as ASGI middleware in front of the routes:
-optional API keys (:mod:`fairgate.service.auth`), body checks, load shedding past
-``FAIRGATE_MAX_CONCURRENCY`` and a request deadline, all answering 4xx or 503 with
-``Retry-After`` (:mod:`fairgate.service.limits`); every flag/block decision is appended to the audit
-trail (:mod:`fairgate.service.audit`) inside its batch, before the answer leaves.
+Reliability and access (docs/reliability.md), as small ASGI middlewares in front of the routes
+(:mod:`fairgate.service.edge`): optional API keys (:mod:`fairgate.service.auth`), load shedding
+past ``FAIRGATE_MAX_CONCURRENCY`` and a request deadline, body checks, one JSON error shape,
+readiness; 4xx, or 503 with ``Retry-After``. Every flag/block decision is appended to the
+audit trail (:mod:`fairgate.service.audit`) inside its batch, before the answer leaves.
 
-Serving imports neither torch nor transformers: ONNX Runtime, ``tokenizers`` and numpy.
-Settings come from ``FAIRGATE_*`` environment variables (:mod:`fairgate.service.settings`); the
-ones that shape the BentoML class (workers, batch limits, text limit) are read when this
-module is imported, which is when BentoML builds the service.
+The service is assembled by :func:`build_service` from one :class:`FairgateSettings`, so a
+test can build it with other settings; serving imports neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -31,23 +29,24 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio.to_thread
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
 from fastapi import FastAPI
-from starlette.responses import JSONResponse
 
 from fairgate.service._batcher import MicroBatcher
 from fairgate.service._io import batch_result_output, single_item_input, single_result_output
-from fairgate.service.audit import AuditSettings
-from fairgate.service.auth import DOC_PATHS, OPS_PATHS, ApiKeyAuth, AuthSettings
-from fairgate.service.limits import (
-    LimitSettings,
+from fairgate.service.auth import DOC_PATHS, OPS_PATHS, ApiKeyAuth, KeyRing
+from fairgate.service.edge import (
+    Admission,
+    BodyLimits,
     OpenAPIErrors,
-    RequestLimits,
+    ReadinessGate,
+    UniformErrors,
+    error_response,
     install_log_redaction,
 )
 from fairgate.service.schemas import (
@@ -58,53 +57,32 @@ from fairgate.service.schemas import (
     classify_batch_request_type,
     classify_request_type,
 )
-from fairgate.service.settings import ServiceSettings
+from fairgate.service.settings import FairgateSettings
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.responses import JSONResponse
 
     from fairgate.service._runtime import Runtime
 
+__all__ = ["INFERENCE_ROUTES", "STATUS_ROUTE", "FairgateWorker", "build_service"]
+
 logger = logging.getLogger(__name__)
 
-# BentoML builds the service class at import; these settings shape it (see module doc).
-SETTINGS = ServiceSettings.from_env()
-# Reliability and access (docs/reliability.md): limits, API keys and the audit trail.
-LIMITS = LimitSettings()
-AUDIT = AuditSettings()
-AUTH = AuthSettings()
-API_KEYS, OPS_KEYS = AUTH.key_rings()  # read once at start: a bad key file fails `bentoml serve`
-ITEM_TYPE = classify_request_type(SETTINGS.max_text_chars)
-BATCH_TYPE = classify_batch_request_type(ITEM_TYPE, SETTINGS.max_items)
 INFERENCE_ROUTES = ("/classify", "/classify_batch")
-# BentoML's dispatcher only on request (see service._batcher for the measurements).
-BENTOML_BATCHING = SETTINGS.batching == "bentoml"
-
-status_app = FastAPI(
-    title="fairgate guardrails status",
-    description="Live view of the guardrails of the worker that answers.",
-    docs_url=None,
-    redoc_url=None,
-    openapi_url=None,
-)
+STATUS_ROUTE = "/guardrails/status"
 
 
-@bentoml.service(
-    workers=SETTINGS.workers,
-    # BentoML's own timeout (504) is only a backstop: RequestLimits answers 503 first.
-    traffic={"timeout": max(60, int(LIMITS.request_timeout_s) + 10)},
-    # No per-request log line on the hot path; FAIRGATE_ACCESS_LOG=true turns it back on.
-    logging={"access": {"enabled": SETTINGS.access_log}},
-    labels={"project": "fairgate"},
-    description="Text classification behind live toxicity and per-group rate guardrails.",
-)
-@bentoml.asgi_app(status_app, path="/guardrails")
-class Fairgate:
-    """A fine-tuned ONNX classifier behind toxicity and per-group output-rate monitors."""
+class FairgateWorker:
+    """What one worker process does, whatever the settings: load, batch, answer or say why not.
 
-    # References, not loads: `bentoml build` packs both models into the bento.
-    classifier_model = bentoml.models.BentoModel(SETTINGS.classifier_tag)
-    guard_model = bentoml.models.BentoModel(SETTINGS.guard_tag)
+    :func:`build_service` derives the BentoML service class from it, adding what BentoML
+    needs in the class itself (the model references, the API methods with their batch
+    sizes, the status route) and ``settings``.
+    """
+
+    settings: ClassVar[FairgateSettings]
+    classifier_model: ClassVar[bentoml.models.BentoModel]
+    guard_model: ClassVar[bentoml.models.BentoModel]
 
     def __init__(self) -> None:
         # BentoML's server logging shows only WARNING for loggers outside "bentoml";
@@ -112,16 +90,15 @@ class Fairgate:
         for name in ("fairgate",):
             if logging.getLogger(name).level == logging.NOTSET:
                 logging.getLogger(name).setLevel(logging.INFO)
-        install_log_redaction()  # BentoML would log rejected bodies' text in tracebacks
-        self.settings = SETTINGS
+        install_log_redaction()  # what hide_input_in_errors cannot cover (service.edge.redaction)
         self._runtime: Runtime | None = None
         self._error: str | None = None
         self._batcher: MicroBatcher[ClassifyRequest, ClassifyResult] | None = None
-        if not BENTOML_BATCHING:
+        if self.settings.service.batching != "bentoml":
             self._batcher = MicroBatcher(
                 run=self._run_batch,
-                max_batch_size=SETTINGS.max_batch_size,
-                max_queue_items=SETTINGS.max_queue_items,
+                max_batch_size=self.settings.service.max_batch_size,
+                max_queue_items=self.settings.service.max_queue_items,
             )
         self._loader = threading.Thread(target=self._load, name="fairgate-load", daemon=True)
         self._loader.start()
@@ -142,12 +119,7 @@ class Fairgate:
             # files that /metrics reads, whatever registry they were registered in.
             registry = prometheus_client.CollectorRegistry()
             self._runtime = load_runtime(
-                settings=self.settings,
-                classifier=classifier,
-                guard=guard,
-                registry=registry,
-                limits=LIMITS,
-                audit=AUDIT,
+                settings=self.settings, classifier=classifier, guard=guard, registry=registry
             )
         except Exception as error:
             self._error = f"{type(error).__name__}: {error}"
@@ -198,42 +170,13 @@ class Fairgate:
         try:
             results = await self._batcher.submit(items)
         except (QueueFull, ModelFailure, ServiceUnavailable) as error:
-            return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": "1"})
+            return error_response(503, str(error), retry_after_s=self.settings.limits.retry_after_s)
         return results
 
-    @bentoml.api(
-        route="/classify",
-        batchable=BENTOML_BATCHING,
-        max_batch_size=SETTINGS.max_batch_size,
-        max_latency_ms=SETTINGS.max_latency_ms,
-        input_spec=single_item_input(ITEM_TYPE),
-        output_spec=single_result_output(),
-    )
-    async def classify(self, items: list[ClassifyRequest]) -> list[ClassifyResult]:
-        """Classify one text behind the guardrails. Body: {"text": str, "group": str | null}.
-
-        A blocked item has label null and a reason naming the monitor, the category or
-        group, the figure and the threshold. Concurrent calls share model runs.
-        """
-        return await self._decide(items)  # type: ignore[return-value]  # or a 503 JSONResponse, sent as is
-
-    @bentoml.api(
-        route="/classify_batch",
-        batchable=BENTOML_BATCHING,
-        max_batch_size=SETTINGS.max_batch_size,
-        max_latency_ms=SETTINGS.max_latency_ms,
-        input_spec=BATCH_TYPE,
-        output_spec=batch_result_output(),
-    )
-    async def classify_batch(self, items: list[ClassifyRequest]) -> list[ClassifyResult]:
-        """Classify up to FAIRGATE_MAX_ITEMS items (default 256); one result per item, in order."""
-        return await self._decide(items)  # type: ignore[return-value]  # or a 503 JSONResponse, sent as is
-
-    @status_app.get("/status", response_model=GuardrailsStatusResponse)
-    def guardrails_status(self) -> GuardrailsStatusResponse:
+    def status(self) -> GuardrailsStatusResponse:
         """Windows, rates, impact ratios, alerts, policy and models of the worker that answered."""
         worker = WorkerInfo(
-            pid=os.getpid(), index=bentoml.server_context.worker_index, workers=self.settings.workers
+            pid=os.getpid(), index=bentoml.server_context.worker_index, workers=self.settings.service.workers
         )
         runtime = self._runtime
         if runtime is None:
@@ -249,62 +192,137 @@ class Fairgate:
         )
 
 
-class ReadinessGate:
-    """Answer inference routes with 503 and the reason until the worker is ready.
+def _not_ready_reason() -> str | None:
+    """Why this worker cannot answer inference yet (for :class:`ReadinessGate`); None when ready."""
+    try:
+        instance = bentoml.get_current_service()
+    except Exception:
+        instance = None
+    if instance is None:
+        return "fairgate is starting"
+    if instance.__is_ready__():
+        return None
+    return str(instance.not_ready_reason())
 
-    Without it a request during loading would reach the batch and come back as BentoML's
-    generic error; with it the client learns why and when to retry.
+
+def build_service(settings: FairgateSettings) -> bentoml.Service[Any]:
+    """The BentoML service for ``settings``: the class, its APIs, its routes and the edge.
+
+    The API key files are read here (a bad one raises ``AuthError`` before anything serves).
     """
+    service_settings, limits = settings.service, settings.limits
+    item_type = classify_request_type(service_settings.max_text_chars)
+    batch_type = classify_batch_request_type(item_type, service_settings.max_items)
+    # BentoML's dispatcher only on request (see service._batcher for the measurements).
+    batchable = service_settings.batching == "bentoml"
+    api_keys, ops_keys = settings.auth.key_rings()
+    status_app = FastAPI(
+        title="fairgate guardrails status",
+        description="Live view of the guardrails of the worker that answers.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    class Fairgate(FairgateWorker):
+        """A fine-tuned ONNX classifier behind toxicity and per-group output-rate monitors."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") in INFERENCE_ROUTES:
-            try:
-                instance = bentoml.get_current_service()
-            except Exception:
-                instance = None
-            if instance is None or not instance.__is_ready__():
-                reason = instance.not_ready_reason() if instance is not None else "fairgate is starting"
-                response = JSONResponse({"error": reason}, status_code=503, headers={"Retry-After": "1"})
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        # References, not loads: `bentoml build` packs both models into the bento.
+        classifier_model = bentoml.models.BentoModel(service_settings.classifier_tag)
+        guard_model = bentoml.models.BentoModel(service_settings.guard_tag)
+
+        @bentoml.api(
+            route="/classify",
+            batchable=batchable,
+            max_batch_size=service_settings.max_batch_size,
+            max_latency_ms=service_settings.max_latency_ms,
+            input_spec=single_item_input(item_type),
+            output_spec=single_result_output(),
+        )
+        async def classify(self, items: list[ClassifyRequest]) -> list[ClassifyResult]:
+            """Classify one text behind the guardrails. Body: {"text": str, "group": str | null}.
+
+            A blocked item has label null and a reason naming the monitor, the category or
+            group, the figure and the threshold. Concurrent calls share model runs.
+            """
+            return await self._decide(items)  # type: ignore[return-value]  # or a 503 JSONResponse, sent as is
+
+        @bentoml.api(
+            route="/classify_batch",
+            batchable=batchable,
+            max_batch_size=service_settings.max_batch_size,
+            max_latency_ms=service_settings.max_latency_ms,
+            input_spec=batch_type,
+            output_spec=batch_result_output(),
+        )
+        async def classify_batch(self, items: list[ClassifyRequest]) -> list[ClassifyResult]:
+            """Classify up to FAIRGATE_MAX_ITEMS items (default 256); one result per item, in order."""
+            return await self._decide(items)  # type: ignore[return-value]  # or a 503 JSONResponse, sent as is
+
+        # BentoML binds a mounted FastAPI route to the service instance only when the
+        # method is the decorated class's own (not inherited), hence this one-liner here.
+        @status_app.get("/status", response_model=GuardrailsStatusResponse)
+        def guardrails_status(self) -> GuardrailsStatusResponse:
+            """Windows, rates, impact ratios, alerts, policy and models of the worker that answered."""
+            return self.status()
+
+    Fairgate.settings = settings
+    service = bentoml.service(
+        workers=service_settings.workers,
+        # BentoML's own timeout (504) is only a backstop: the edge's Admission answers 503 first.
+        traffic={"timeout": max(60, int(limits.request_timeout_s) + 10)},
+        # No per-request log line on the hot path; FAIRGATE_ACCESS_LOG=true turns it back on.
+        logging={"access": {"enabled": service_settings.access_log}},
+        labels={"project": "fairgate"},
+        description="Text classification behind live toxicity and per-group rate guardrails.",
+    )(bentoml.asgi_app(status_app, path="/guardrails")(Fairgate))
+    _add_edge(service, settings, api_keys=api_keys, ops_keys=ops_keys)
+    return service
 
 
-def _secured_paths(paths: Iterable[str]) -> list[str]:
-    """The documented paths that need a key (for the OpenAPI document's 401s)."""
-    secured = []
-    for path in paths:
-        if path in OPS_PATHS:
-            if len(OPS_KEYS):
+def _add_edge(service: bentoml.Service[Any], settings: FairgateSettings, *, api_keys: KeyRing, ops_keys: KeyRing) -> None:
+    """The edge middlewares, outermost first (fairgate.service.edge): keys before any work, then
+    the documented errors, admission (load shedding, deadline), the body checks, the one error
+    shape, readiness."""
+    limits, protect_docs = settings.limits, settings.auth.api_keys_protect_docs
+
+    def secured_paths(paths: Collection[str]) -> list[str]:
+        """The documented paths that need a key (for the OpenAPI document's 401s)."""
+        secured = []
+        for path in paths:
+            if path in OPS_PATHS:
+                if len(ops_keys):
+                    secured.append(path)
+            elif len(api_keys) and (protect_docs or path not in DOC_PATHS):
                 secured.append(path)
-        elif len(API_KEYS) and (AUTH.api_keys_protect_docs or path not in DOC_PATHS):
-            secured.append(path)
-    return secured
+        return secured
+
+    service.add_asgi_middleware(ApiKeyAuth, api_keys=api_keys, ops_keys=ops_keys, protect_docs=protect_docs)
+    service.add_asgi_middleware(OpenAPIErrors, inference_paths=INFERENCE_ROUTES, secured_paths=secured_paths)
+    service.add_asgi_middleware(
+        Admission,
+        paths=INFERENCE_ROUTES,
+        max_concurrency=limits.max_concurrency,
+        timeout_s=limits.request_timeout_s,
+        retry_after_s=limits.retry_after_s,
+    )
+    service.add_asgi_middleware(
+        BodyLimits,
+        paths=INFERENCE_ROUTES,
+        max_body_bytes=limits.body_limit(
+            max_items=settings.service.max_items, max_text_chars=settings.service.max_text_chars
+        ),
+        max_json_depth=limits.max_json_depth,
+    )
+    service.add_asgi_middleware(UniformErrors, paths=(*INFERENCE_ROUTES, STATUS_ROUTE))
+    service.add_asgi_middleware(
+        ReadinessGate, paths=INFERENCE_ROUTES, not_ready=_not_ready_reason, retry_after_s=limits.retry_after_s
+    )
 
 
-def _add_middleware(middleware: type, **options: Any) -> None:
-    """Add an ASGI middleware to the service: ``Fairgate.add_asgi_middleware``.
-
-    ``@bentoml.service`` replaced the class ``Fairgate`` with a ``bentoml.Service``; mypy still
-    types the name as the class (it ignores what a class decorator returns), hence the cast.
-    """
-    cast("bentoml.Service[Fairgate]", Fairgate).add_asgi_middleware(middleware, **options)
-
-
-# Outermost first: keys before any work, then the documented errors, then the limits
-# (body checks, load shedding, deadline), then readiness.
-_add_middleware(ApiKeyAuth, api_keys=API_KEYS, ops_keys=OPS_KEYS, protect_docs=AUTH.api_keys_protect_docs)
-_add_middleware(OpenAPIErrors, inference_paths=INFERENCE_ROUTES, secured_paths=_secured_paths)
-_add_middleware(
-    RequestLimits,
-    paths=INFERENCE_ROUTES,
-    max_body_bytes=LIMITS.body_limit(max_items=SETTINGS.max_items, max_text_chars=SETTINGS.max_text_chars),
-    max_concurrency=LIMITS.max_concurrency,
-    timeout_s=LIMITS.request_timeout_s,
-    retry_after_s=LIMITS.retry_after_s,
-    max_json_depth=LIMITS.max_json_depth,
-)
-_add_middleware(ReadinessGate)
+# The one thing done at import, because BentoML requires it: `bentoml serve`, `bentoml build`
+# and every worker import this module and take the service from this name, and its class, API
+# batch sizes and middlewares must exist then. So the settings are read (a bad value fails
+# `bentoml serve` here, naming the variable) and the service assembled; models load later,
+# per worker, in FairgateWorker's background thread.
+Fairgate = build_service(FairgateSettings.from_env())

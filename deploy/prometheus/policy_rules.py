@@ -14,9 +14,11 @@ themselves never hard-code a monitor::
     fairgate:policy_min_samples                             rates.min_samples
 
 The committed ``rules/fairgate-policy.yml`` mirrors the bundled default policy (a test
-keeps them equal). With your own policy, regenerate it and reload Prometheus::
+keeps them equal). With your own policy, regenerate it and reload Prometheus (with the
+Prometheus Operator, regenerate its PrometheusRule too and apply it)::
 
     .venv/bin/python deploy/prometheus/policy_rules.py --policy my_policy.yaml
+    .venv/bin/python deploy/kubernetes/prometheus_operator.py
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 # Type-check the installed package `fairgate` with mypy (`make lint` runs this after ruff).
 #
 # setuptools maps the repository's folders under one name (pyproject.toml, package-dir):
-# guardrails/ -> fairgate.guardrails, models/ -> fairgate.models, service/ -> fairgate.service.
+# client/ -> fairgate.client, guardrails/ -> fairgate.guardrails, models/ -> fairgate.models,
+# service/ -> fairgate.service.
 # The editable install resolves that with an import hook mypy cannot follow, so this script
 # lays out the same package as symlinks in build/typecheck/fairgate/ and runs `mypy -p fairgate`
 # there with the configuration in pyproject.toml ([tool.mypy]: strict for fairgate.guardrails).
@@ -30,6 +31,7 @@ mkdir -p "$pkg"
 # -n replaces an existing link instead of following it, so reruns (even concurrent ones) are safe.
 ln -sfn "$root/fairgate/__init__.py" "$pkg/__init__.py"
 ln -sfn "$root/fairgate/py.typed" "$pkg/py.typed"
+ln -sfn "$root/client" "$pkg/client"
 ln -sfn "$root/guardrails" "$pkg/guardrails"
 ln -sfn "$root/models" "$pkg/models"
 ln -sfn "$root/service" "$pkg/service"

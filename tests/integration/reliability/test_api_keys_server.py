@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from loadtests._server import BentoServer
+from tests.helpers.error_shape import assert_error_shape
 from tests.integration.reliability._server import Texts
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(180)]
@@ -45,13 +46,14 @@ def test_inference_and_status_need_an_api_key(server: BentoServer, texts: Texts,
         second = client.request(method, server.url + path, json=body, headers={"X-API-Key": SECOND_KEY})
     assert [anonymous.status_code, wrong.status_code, ops.status_code] == [401, 401, 401]
     assert anonymous.headers["www-authenticate"].startswith("Bearer")
-    assert "missing or invalid API key" in anonymous.json()["error"]
+    for rejected in (anonymous, wrong, ops):
+        assert "missing or invalid API key" in assert_error_shape(rejected, 401).error
     assert good.status_code == 200 and second.status_code == 200, good.text
 
 
 def test_bad_requests_without_a_key_are_401_before_any_parsing(server: BentoServer) -> None:
     response = httpx.post(server.url + "/classify", content=b"\xff\xfe", headers={"content-type": "text/plain"}, timeout=10)
-    assert response.status_code == 401
+    assert_error_shape(response, 401)
 
 
 def test_ops_endpoints_take_only_the_ops_key(server: BentoServer) -> None:
@@ -63,8 +65,9 @@ def test_ops_endpoints_take_only_the_ops_key(server: BentoServer) -> None:
 
 def test_docs_stay_open_and_document_the_401(server: BentoServer) -> None:
     document = httpx.get(server.url + "/docs.json", timeout=10).json()
-    assert "401" in document["paths"]["/classify"]["post"]["responses"]
-    assert "401" in document["paths"]["/metrics"]["get"]["responses"]
+    for path, method in (("/classify", "post"), ("/metrics", "get"), ("/guardrails/status", "get")):
+        unauthorized = document["paths"][path][method]["responses"]["401"]
+        assert unauthorized["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/FairgateError"}
 
 
 def test_keys_never_reach_the_log(server: BentoServer) -> None:

@@ -2,8 +2,9 @@
 that fails, batches slower than the request deadline.
 
 Four servers, started together: the scorer sleeps past FAIRGATE_SCORER_TIMEOUT_S under
-``on_error: flag``; the scorer raises under ``on_error: block``; the classifier raises;
-every batch takes 2 s against a 0.5 s request deadline.
+``on_error: flag``; the scorer raises under ``on_error: block``; the classifier raises (and
+the batch queue holds at most 3 items); every batch takes 2 s against a 0.5 s request
+deadline. Every 503 is in the one error shape with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 
 from fairgate.service.audit import SQLiteAuditStore
 from loadtests._server import BentoServer
+from tests.helpers.error_shape import assert_error_shape
 from tests.integration.reliability._server import Texts, metric_total
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
@@ -30,7 +32,7 @@ def servers(start_server, texts: Texts, tmp_path_factory: pytest.TempPathFactory
     started = {
         "scorer_hangs": start_server("scorer-hangs", FAIRGATE_FAULTS="scorer=sleep:3", FAIRGATE_SCORER_TIMEOUT_S="0.2"),
         "scorer_raises": start_server("scorer-raises", FAIRGATE_FAULTS="scorer=raise", FAIRGATE_POLICY=str(blocking_path)),
-        "model_fails": start_server("model-fails", FAIRGATE_FAULTS="classifier=raise"),
+        "model_fails": start_server("model-fails", FAIRGATE_FAULTS="classifier=raise", FAIRGATE_MAX_QUEUE_ITEMS="3"),
         "slow_batches": start_server(
             "slow-batches",
             FAIRGATE_FAULTS="scorer=sleep:2",
@@ -89,12 +91,16 @@ def test_failing_model_answers_503_with_retry_after_and_no_label(servers: dict[s
         # An item the guard blocks never reaches the model, so it is still answered.
         blocked = client.post(server.url + "/classify", json={"text": texts.block})
     for response in (single, batch):
-        assert response.status_code == 503, response.text
-        assert int(response.headers["retry-after"]) >= 1
-        body = response.json()
-        assert "label" not in body and "classifier failed" in body["error"]
+        assert "classifier failed" in assert_error_shape(response, 503).error
     assert blocked.status_code == 200 and blocked.json()["action"] == "block"
     assert httpx.get(server.url + "/readyz", timeout=5).status_code == 200  # the process stays up
+
+
+def test_a_request_larger_than_the_batch_queue_gets_503_queue_full(servers: dict[str, BentoServer], texts: Texts) -> None:
+    server = servers["model_fails"]  # FAIRGATE_MAX_QUEUE_ITEMS=3: four items can never queue
+    response = httpx.post(server.url + "/classify_batch", json={"items": [{"text": texts.block}] * 4}, timeout=30)
+    error = assert_error_shape(response, 503).error
+    assert "batch queue is full" in error and "FAIRGATE_MAX_QUEUE_ITEMS" in error
 
 
 def test_requests_past_the_deadline_get_503_and_their_work_keeps_its_slot(servers: dict[str, BentoServer], texts: Texts) -> None:
@@ -112,10 +118,10 @@ def test_requests_past_the_deadline_get_503_and_their_work_keeps_its_slot(server
         shed = call()  # both slots are taken by work that is still running
         timed_out = [f.result() for f in slow]
     for response in timed_out:
-        assert response.status_code == 503 and response.headers["retry-after"] == "1"
-        assert "FAIRGATE_REQUEST_TIMEOUT_S" in response.json()["error"]
+        assert response.headers["retry-after"] == "1"
+        assert "FAIRGATE_REQUEST_TIMEOUT_S" in assert_error_shape(response, 503).error
         assert response.elapsed.total_seconds() < 1.5
-    assert shed.status_code == 503 and "in flight" in shed.json()["error"]
+    assert "in flight" in assert_error_shape(shed, 503).error
     # The answered timeouts' batches still finish (about 2 s each, one after the other);
     # then the slots are free again and a request is admitted.
     deadline = time.monotonic() + 15

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from fairgate.service.edge.errors import ErrorResponse
 from loadtests._server import BentoServer
 from tests.integration.reliability._server import Texts
 
@@ -79,8 +80,8 @@ def sustainable_rate(url: str, text: str, seconds: float = 4.0, clients: int = 4
     return len(done) / seconds
 
 
-async def post_once(port: int, body: bytes, timeout: float) -> tuple[object, float, str | None]:
-    """One POST /classify on a fresh connection; (status or error name, seconds, Retry-After).
+async def post_once(port: int, body: bytes, timeout: float) -> tuple[object, float, str | None, bytes]:
+    """One POST /classify on a fresh connection; (status or error name, seconds, Retry-After, body).
 
     Raw asyncio streams, not an HTTP client library: at hundreds of requests per second on
     a shared two-core machine a heavier client measures its own queueing, not the server.
@@ -102,20 +103,22 @@ async def post_once(port: int, body: bytes, timeout: float) -> tuple[object, flo
             status = int(lines[0].split()[1])
             headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
             headers = {k.lower(): v for k, v in headers.items()}
-            await reader.readexactly(int(headers.get("content-length", "0")))
-            return status, loop.time() - started, headers.get("retry-after")
+            content = await reader.readexactly(int(headers.get("content-length", "0")))
+            return status, loop.time() - started, headers.get("retry-after"), content if status != 200 else b""
     except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as error:
-        return type(error).__name__, loop.time() - started, None
+        return type(error).__name__, loop.time() - started, None, b""
     finally:
         if writer is not None:
             writer.close()
 
 
-async def open_loop(port: int, text: str, rate: float, seconds: float) -> tuple[list[tuple[object, float, str | None]], float]:
+async def open_loop(
+    port: int, text: str, rate: float, seconds: float
+) -> tuple[list[tuple[object, float, str | None, bytes]], float]:
     """Send at ``rate`` per second whatever the answers (no client-side queue)."""
     loop = asyncio.get_running_loop()
     body = json.dumps({"text": text}).encode()
-    tasks: list[asyncio.Task[tuple[object, float, str | None]]] = []
+    tasks: list[asyncio.Task[tuple[object, float, str | None, bytes]]] = []
     start = loop.time()
     while (elapsed := loop.time() - start) < seconds:
         while len(tasks) < int(elapsed * rate):
@@ -152,9 +155,10 @@ def test_ten_times_the_sustainable_rate_sheds_fast_and_recovers(server: BentoSer
     sampler.halt.set()
     sampler.join()
 
-    statuses = [status for status, _, _ in results]
+    statuses = [status for status, _, _, _ in results]
     ok = statuses.count(200)
-    shed = [(latency, retry) for status, latency, retry in results if status == 503]
+    shed = [(latency, retry) for status, latency, retry, _ in results if status == 503]
+    shed_errors = [ErrorResponse.model_validate_json(body).error for status, _, _, body in results if status == 503]
     others = [s for s in statuses if s not in (200, 503)]
     mid = blast_start + (blast_end - blast_start) / 2
     figures = {
@@ -167,7 +171,7 @@ def test_ten_times_the_sustainable_rate_sheds_fast_and_recovers(server: BentoSer
         "other_outcomes": len(others),
         "p50_503_s": round(percentile([lat for lat, _ in shed], 0.5), 3) if shed else None,
         "p99_503_s": round(percentile([lat for lat, _ in shed], 0.99), 3) if shed else None,
-        "p99_200_s": round(percentile([lat for status, lat, _ in results if status == 200], 0.99), 3) if ok else None,
+        "p99_200_s": round(percentile([lat for status, lat, _, _ in results if status == 200], 0.99), 3) if ok else None,
         "rss_baseline_mib": round(baseline / MiB, 1),
         "rss_peak_first_half_mib": round(sampler.peak(blast_start, mid) / MiB, 1),
         "rss_peak_second_half_mib": round(sampler.peak(mid, blast_end) / MiB, 1),
@@ -183,6 +187,8 @@ def test_ten_times_the_sustainable_rate_sheds_fast_and_recovers(server: BentoSer
     assert ok >= 0.3 * rate * BLAST_SECONDS, f"the server stopped answering: {figures}"
     assert len(shed) >= 0.5 * len(results), figures
     assert all(retry is not None and int(retry) >= 1 for _, retry in shed), "every 503 carries Retry-After"
+    # Every 503 is in the one error shape, and says why: shed (in flight) or past the deadline.
+    assert all("FAIRGATE_MAX_CONCURRENCY" in e or "FAIRGATE_REQUEST_TIMEOUT_S" in e for e in shed_errors), shed_errors[:3]
     assert figures["p99_503_s"] < 1.0, f"503s must be fast: {figures}"
     assert figures["recovery_statuses"] == [200] * 10 and figures["recovery_max_s"] < 2.0, figures
     assert sampler.peak(blast_start, blast_end) - baseline < 150 * MiB, figures

@@ -15,8 +15,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fairgate.service.edge.errors import ErrorResponse
 from fairgate.service.schemas import ClassifyResult, GuardrailsStatusResponse
 from loadtests._server import BentoServer
+from tests.helpers.error_shape import assert_error_shape
 from tests.helpers.tiny_models import TinyStore
 from tests.integration.service._harness import SplitPolicy, service_env
 
@@ -142,8 +144,7 @@ def test_bad_requests_get_400_naming_the_limit(
     one_worker: BentoServer, route: str, body: object, fragment: str
 ) -> None:
     response = httpx.post(one_worker.url + route, json=body, timeout=10)
-    assert response.status_code == 400
-    assert fragment in response.text
+    assert fragment in assert_error_shape(response, 400).error
 
 
 def test_concurrent_singles_are_batched_and_all_answered(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
@@ -235,6 +236,19 @@ def test_openapi_documents_the_schemas_with_examples(one_worker: BentoServer) ->
     schemas = spec["components"]["schemas"]
     assert {"ClassifyResult", "Reason", "GuardrailsStatusResponse"} <= set(schemas)
     assert "example" in schemas["ClassifyResult"]
+    # One error shape: the component is ErrorResponse's schema, and every 4xx/5xx refers to it.
+    expected = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    assert schemas.pop("FieldError") == expected.pop("$defs")["FieldError"]
+    assert schemas["FairgateError"] == expected
+    errors = {
+        (path, method, code): response["content"]["application/json"]["schema"]
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        for code, response in operation.get("responses", {}).items()
+        if code[0] in "45"
+    }
+    assert {("/classify", "post", code) for code in ("400", "413", "415", "503")} <= set(errors)
+    assert set(map(str, errors.values())) == {str({"$ref": "#/components/schemas/FairgateError"})}
 
 
 def test_python_client_calls_both_inference_apis(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
@@ -312,8 +326,8 @@ def test_bad_policy_keeps_readyz_503_and_says_why(
     assert httpx.get(server.url + "/readyz", timeout=5).status_code == 503
     assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
     response = classify(server.url, "hello")
-    assert response.status_code == 503 and response.headers["retry-after"] == "1"
-    assert "PolicyError" in response.json()["error"]
+    assert response.headers["retry-after"] == "1"
+    assert "PolicyError" in assert_error_shape(response, 503).error
 
 
 def test_missing_model_stops_serve_naming_the_tag(

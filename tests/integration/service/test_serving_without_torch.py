@@ -35,7 +35,7 @@ SCRIPT = BLOCKER + textwrap.dedent(
     from fairgate.service._runtime import load_runtime, resolve_stored_model
     from fairgate.service.schemas import ClassifyRequest
 
-    settings = svc.SETTINGS
+    settings = svc.Fairgate.inner.settings
     runtime = load_runtime(
         settings=settings,
         classifier=resolve_stored_model(svc.Fairgate.inner.classifier_model, role="classifier", env_var="x"),

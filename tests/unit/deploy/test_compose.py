@@ -27,12 +27,13 @@ def _mounts(service: dict[str, Any]) -> dict[str, Path]:
     return mounts
 
 
-def test_four_services_with_pinned_images(compose) -> None:
+def test_four_services_and_the_audit_volume_step_with_pinned_images(compose) -> None:
     services = compose["services"]
-    assert set(services) == {"fairgate", "redis", "prometheus", "grafana"}
+    assert set(services) == {"fairgate", "fairgate-audit-init", "redis", "prometheus", "grafana"}
     for name, service in services.items():
         image = service["image"]
-        assert (":" in image and not image.endswith(":latest")) or name == "fairgate", image
+        assert (":" in image and not image.endswith(":latest")) or name.startswith("fairgate"), image
+    assert services["fairgate-audit-init"]["image"] == services["fairgate"]["image"]
     assert services["fairgate"]["ports"] == ["3000:3000"]
     assert "/readyz" in " ".join(services["fairgate"]["healthcheck"]["test"])
 
@@ -91,3 +92,25 @@ def test_fairgate_shares_its_windows_in_the_compose_redis(compose) -> None:
     command = redis["command"]
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert "redis-data:/data" in redis["volumes"] and "redis-data" in compose["volumes"]
+
+
+def test_the_audit_file_is_on_a_named_volume_the_server_user_owns(compose) -> None:
+    from bentoml._internal.container.generate import BENTO_HOME, BENTO_USER
+
+    from fairgate.service.audit import default_audit_path
+
+    services = compose["services"]
+    fairgate, init = services["fairgate"], services["fairgate-audit-init"]
+    env = fairgate["environment"]
+    assert env["BENTOML_HOME"] == BENTO_HOME  # what `bentoml containerize` sets in the image
+    assert "FAIRGATE_AUDIT_DB" not in env  # the default path, under BENTOML_HOME
+    audit_dir = str(default_audit_path(env["BENTOML_HOME"]).parent)
+    named = {target: source for source, target in (v.split(":")[:2] for v in fairgate["volumes"])}
+    assert audit_dir in named, f"nothing mounted at {audit_dir}, where the audit file is written"
+    volume = named[audit_dir]
+    assert volume in compose["volumes"] and not volume.startswith(".")  # named, so it outlives containers
+    # A new named volume belongs to root: the one-shot step hands it to the image's user first.
+    assert f"{volume}:{audit_dir}" in init["volumes"]
+    assert init["user"] == "0:0" and init["restart"] == "no"
+    assert init["entrypoint"] == ["chown", "-R", f"{BENTO_USER}:{BENTO_USER}", audit_dir]
+    assert fairgate["depends_on"]["fairgate-audit-init"]["condition"] == "service_completed_successfully"

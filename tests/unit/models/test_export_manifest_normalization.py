@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fairgate.guardrails.manifest import read_manifest, read_normalization
 from fairgate.guardrails.normalize import TextNormalization
-from fairgate.guardrails.onnx_model import read_manifest as runtime_read_manifest
-from fairgate.guardrails.onnx_model import read_normalization
 from fairgate.models.export import write_manifest
 
 
@@ -28,12 +27,15 @@ def test_recorded_normalisation_is_what_the_runtime_applies(tmp_path: Path) -> N
     on_disk = json.loads((tmp_path / "fairgate.json").read_text(encoding="utf-8"))
     assert on_disk["normalization"] == written["normalization"]
     assert on_disk["normalization"]["name"] == "social"
-    assert read_normalization(runtime_read_manifest(tmp_path), path=tmp_path) == TextNormalization.social()
+    assert read_manifest(tmp_path).text_normalization == TextNormalization.social()
+    assert read_normalization(on_disk, path=tmp_path) == TextNormalization.social()
 
 
 def test_no_normalisation_writes_no_entry_and_reads_as_identity(tmp_path: Path) -> None:
     _write(tmp_path)
 
-    manifest = runtime_read_manifest(tmp_path)
-    assert "normalization" not in manifest
+    manifest = read_manifest(tmp_path)
+    assert "normalization" not in manifest.as_json()
+    assert manifest.normalization is None
+    assert manifest.text_normalization.is_identity
     assert read_normalization(manifest).is_identity

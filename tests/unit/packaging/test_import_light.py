@@ -1,4 +1,4 @@
-"""The embeddable library imports with neither torch, transformers nor BentoML.
+"""The embeddable library and the client import with neither torch, transformers nor BentoML.
 
 Run from a directory outside the repository, so only the installed ``fairgate`` name is on
 the path (the repository root would also expose its folders as plain packages).
@@ -49,6 +49,23 @@ def test_guardrails_imports_without_torch_transformers_bentoml(tmp_path: Path) -
     for module in ("guard", "onnx_model", "policy", "rates", "store", "scorers", "groups",
                    "metrics", "simulate", "simulate_cli"):
         assert f"fairgate.guardrails.{module}" in imported
+
+
+CLIENT = BLOCKER + r"""
+import fairgate.client
+from fairgate.client import AsyncFairgateClient, FairgateClient
+heavy = ("onnxruntime", "fairgate.service", "fairgate.guardrails", "fairgate.models")
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED or m.startswith(heavy))
+assert not leaked, leaked
+print("ok")
+"""
+
+
+def test_client_imports_without_the_service_or_its_runtimes(tmp_path: Path) -> None:
+    """A program that only calls the API carries httpx and pydantic, not BentoML or ONNX Runtime."""
+    proc = _run(CLIENT, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
 
 
 def test_blocker_really_blocks(tmp_path: Path) -> None:

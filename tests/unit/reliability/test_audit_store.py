@@ -18,13 +18,13 @@ from fairgate.guardrails.decision import Reason
 from fairgate.service.audit import (
     AuditError,
     AuditRecord,
-    AuditSettings,
     AuditTrail,
     SQLiteAuditStore,
     open_audit_store,
     parse_time,
     text_digest,
 )
+from fairgate.service.settings import FairgateSettings
 
 T0 = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
 
@@ -116,10 +116,10 @@ def test_parse_time_forms() -> None:
 
 def test_settings_and_other_backends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
-    settings = AuditSettings()
+    settings = FairgateSettings.from_env().audit
     assert settings.enabled and settings.location() == str(tmp_path / "home" / "fairgate" / "audit.sqlite3")
     monkeypatch.setenv("FAIRGATE_AUDIT_DB", "off")
-    assert not AuditSettings().enabled
+    assert not FairgateSettings.from_env().audit.enabled
     with pytest.raises(AuditError, match="'postgresql' audit store is not built yet"):
         open_audit_store("postgresql://db/audit")
     assert isinstance(open_audit_store(f"sqlite:///{tmp_path}/x.db"), SQLiteAuditStore)

@@ -13,7 +13,9 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from fairgate.service.auth import ApiKeyAuth, AuthError, AuthSettings, KeyRing
+from fairgate.service.auth import ApiKeyAuth, AuthError, KeyRing
+from fairgate.service.settings import AuthSettings, FairgateSettings
+from tests.helpers.error_shape import assert_error_shape
 
 API_KEY = "k-api-0123456789abcdef"
 OPS_KEY = "k-ops-0123456789abcdef"
@@ -60,7 +62,7 @@ def test_inference_and_status_need_an_api_key(headers: dict[str, str], status: i
         assert response.status_code == status, path
         if status == 401:
             assert response.headers["www-authenticate"].startswith("Bearer")
-            assert "FAIRGATE_API_KEYS" in response.json()["error"]
+            assert "FAIRGATE_API_KEYS" in assert_error_shape(response, 401).error
             assert API_KEY not in response.text
 
 
@@ -86,7 +88,7 @@ def test_keys_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     file.write_text("# team keys\nfile-key-0123456789abcdef\n\n", encoding="utf-8")
     monkeypatch.setenv("FAIRGATE_API_KEYS", f"{API_KEY}, env-key-0123456789abcdef")
     monkeypatch.setenv("FAIRGATE_API_KEYS_FILE", str(file))
-    settings = AuthSettings()
+    settings = FairgateSettings.from_env().auth
     api, ops = settings.key_rings()
     assert len(api) == 3 and len(ops) == 0
     assert api.accepts("file-key-0123456789abcdef") and api.accepts(API_KEY)

@@ -1,4 +1,7 @@
-"""RequestLimits on a tiny Starlette app: bad bodies, load shedding and the deadline."""
+"""The edge's limits on a tiny Starlette app: bad bodies, load shedding, the deadline, one error shape.
+
+The stack is the service's (fairgate.service.service): Admission -> BodyLimits -> UniformErrors.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from fairgate.service.limits import RequestLimits
+from fairgate.service.edge import Admission, BodyLimits, UniformErrors
+from tests.helpers.error_shape import assert_error_shape
 
 
 class Probe:
@@ -28,6 +32,7 @@ class Probe:
                 Route("/classify", self.classify, methods=["POST"]),
                 Route("/invalid", self.invalid, methods=["POST"]),
                 Route("/unavailable", self.unavailable, methods=["POST"]),
+                Route("/crash", self.crash, methods=["POST"]),
                 Route("/other", self.classify, methods=["POST"]),
             ]
         )
@@ -48,10 +53,15 @@ class Probe:
         await request.body()
         return JSONResponse({"error": "An unexpected error has occurred"}, status_code=503)
 
+    async def crash(self, request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse([{"error": "a 4xx as BentoML sends it: a list"}], status_code=422)
 
-def limited(probe: Probe, **options: Any) -> RequestLimits:
-    settings = {
-        "paths": ["/classify", "/invalid", "/unavailable"],
+
+def limited(probe: Probe, **options: Any) -> Admission:
+    """The service's stack in front of ``probe``; the Admission on the outside (its counters)."""
+    settings: dict[str, Any] = {
+        "paths": ["/classify", "/invalid", "/unavailable", "/crash"],
         "max_body_bytes": 2048,
         "max_concurrency": 4,
         "timeout_s": 5.0,
@@ -59,7 +69,16 @@ def limited(probe: Probe, **options: Any) -> RequestLimits:
         "max_json_depth": 4,
         **options,
     }
-    return RequestLimits(probe.app, **settings)
+    paths = settings["paths"]
+    app = UniformErrors(probe.app, paths=paths)
+    app = BodyLimits(app, paths=paths, max_body_bytes=settings["max_body_bytes"], max_json_depth=settings["max_json_depth"])
+    return Admission(
+        app,
+        paths=paths,
+        max_concurrency=settings["max_concurrency"],
+        timeout_s=settings["timeout_s"],
+        retry_after_s=settings["retry_after_s"],
+    )
 
 
 async def post(app: Any, path: str, content: bytes, content_type: str = "application/json") -> httpx.Response:
@@ -93,8 +112,7 @@ def test_good_body_passes_through() -> None:
 def test_bad_bodies_are_4xx_and_never_reach_the_app(body: bytes, content_type: str, status: int, words: str) -> None:
     probe = Probe()
     response = run(post(limited(probe), "/classify", body, content_type))
-    assert response.status_code == status
-    assert words in response.json()["error"]
+    assert words in assert_error_shape(response, status).error
     assert probe.reached == 0
 
 
@@ -126,6 +144,7 @@ def test_streamed_body_over_the_limit_is_413_without_content_length() -> None:
     scope = {"type": "http", "method": "POST", "path": "/classify", "headers": [(b"content-type", b"application/json")]}
     run(middleware(scope, receive, send))
     assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"].startswith("body: larger than 2048 bytes")
     assert probe.reached == 0
 
 
@@ -143,7 +162,7 @@ def test_past_the_concurrency_limit_requests_get_a_fast_503_with_retry_after() -
     assert codes == [200] * 3 + [503] * 7
     shed = [r for r in responses if r.status_code == 503]
     assert all(r.headers["retry-after"] == "2" for r in shed)
-    assert "FAIRGATE_MAX_CONCURRENCY=3" in shed[0].json()["error"]
+    assert "FAIRGATE_MAX_CONCURRENCY=3" in assert_error_shape(shed[0], 503).error
     assert probe.reached == 3 and middleware.shed == 7 and middleware.in_flight == 0
 
 
@@ -167,9 +186,9 @@ def test_deadline_answers_503_and_keeps_the_slot_until_the_work_ends() -> None:
             return first, second, in_flight, third
 
     first, second, in_flight, third = run(scenario())
-    assert first.status_code == 503 and first.headers["retry-after"] == "2"
-    assert "FAIRGATE_REQUEST_TIMEOUT_S" in first.json()["error"]
-    assert second.status_code == 503 and "in flight" in second.json()["error"]
+    assert first.headers["retry-after"] == "2"
+    assert "FAIRGATE_REQUEST_TIMEOUT_S" in assert_error_shape(first, 503).error
+    assert "in flight" in assert_error_shape(second, 503).error
     assert in_flight == 1
     assert third.status_code == 200
     assert probe.finished == 2  # the timed-out work did finish, and released its slot
@@ -179,7 +198,7 @@ def test_deadline_answers_503_and_keeps_the_slot_until_the_work_ends() -> None:
 def test_validation_400_names_the_field() -> None:
     probe = Probe()
     response = run(post(limited(probe), "/invalid", b'{"text": "toolong"}'))
-    assert response.status_code == 400
+    assert_error_shape(response, 400)
     body = response.json()
     assert body["error"] == "invalid request: text: String should have at most 5 characters"
     assert body["detail"] == "text: String should have at most 5 characters"  # a string, as the OpenAPI says
@@ -190,21 +209,56 @@ def test_validation_400_names_the_field() -> None:
 def test_app_503_gets_retry_after() -> None:
     probe = Probe()
     response = run(post(limited(probe), "/unavailable", b"{}"))
-    assert response.status_code == 503 and response.headers["retry-after"] == "2"
+    assert response.headers["retry-after"] == "2"
+    assert assert_error_shape(response, 503).error == "An unexpected error has occurred"  # already the shape: as is
+
+
+def test_app_errors_in_another_shape_leave_in_the_one_shape() -> None:
+    probe = Probe()
+    response = run(post(limited(probe), "/crash", b"{}"))
+    assert assert_error_shape(response, 422).error == "a 4xx as BentoML sends it: a list"
+
+
+def test_the_deadline_counts_from_the_body_being_in() -> None:
+    """A slow upload is the client's time: the deadline starts once the body has arrived."""
+    probe = Probe()
+    middleware = limited(probe, timeout_s=0.3)
+    chunks = [b'{"text": ', b'"slow upload"}']
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        await asyncio.sleep(0.25)  # two chunks: 0.5 s of upload, past the 0.3 s deadline
+        chunk = chunks.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/classify", "headers": [(b"content-type", b"application/json")]}
+    run(middleware(scope, receive, send))
+    assert sent[0]["status"] == 200 and middleware.timed_out == 0
 
 
 def test_openapi_document_lists_the_middleware_statuses() -> None:
     from starlette.responses import JSONResponse as Json
 
-    from fairgate.service.limits import OpenAPIErrors
+    from fairgate.service.edge import ErrorResponse, OpenAPIErrors
 
+    error_schema = {"type": "object", "title": "InvalidArgument", "properties": {"detail": {"type": "string"}}}
     spec = {
         "openapi": "3.0.2",
         "paths": {
-            "/classify": {"post": {"responses": {"200": {"description": "ok"}}}},
+            "/classify": {
+                "post": {
+                    "responses": {
+                        "200": {"description": "ok"},
+                        "400": {"description": "Bad Request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InvalidArgument"}}}},
+                    }
+                }
+            },
             "/metrics": {"get": {"responses": {"200": {"description": "ok"}}}},
         },
-        "components": {"schemas": {}},
+        "components": {"schemas": {"InvalidArgument": error_schema}},
     }
 
     async def docs(request: Request) -> Json:
@@ -219,8 +273,35 @@ def test_openapi_document_lists_the_middleware_statuses() -> None:
     response = run(go())
     document = response.json()
     classify = document["paths"]["/classify"]["post"]["responses"]
-    assert set(classify) == {"200", "401", "413", "415", "503"}
+    assert set(classify) == {"200", "400", "401", "413", "415", "503"}
     assert "Retry-After" in classify["503"]["headers"]
+    for code in ("400", "401", "413", "415", "503"):  # every error: the one schema
+        assert classify[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/FairgateError"}
+    assert classify["400"]["description"] == "Bad Request"  # BentoML's description stays
     assert set(document["paths"]["/metrics"]["get"]["responses"]) == {"200"}
-    assert document["components"]["schemas"]["FairgateError"]["properties"]["detail"]["type"] == "string"
+    schemas = document["components"]["schemas"]
+    assert "InvalidArgument" not in schemas  # replaced, no longer referenced
+    expected = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    assert schemas["FieldError"] == expected.pop("$defs")["FieldError"]
+    assert schemas["FairgateError"] == expected
+    assert schemas["FairgateError"]["properties"]["detail"]["type"] == "string"
+    assert schemas["FairgateError"]["required"] == ["error"]
     assert int(response.headers["content-length"]) == len(response.content)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (400, b'{"error": "body: not valid JSON"}', None),  # already the shape: left as is
+        (405, b"Method Not Allowed", "Method Not Allowed"),  # the router's plain text
+        (404, b'{"detail": "Not Found"}', "Not Found"),  # starlette's HTTPException
+        (415, b'[{"error": "pickle is not allowed"}]', "pickle is not allowed"),  # BentoML's 4xx list
+        (500, b'{"error": 3, "trace": "..."}', "Internal Server Error"),  # nothing usable: the phrase
+        (599, b"", "HTTP 599"),
+    ],
+)
+def test_any_error_body_becomes_the_one_shape(status: int, body: bytes, error: str | None) -> None:
+    from fairgate.service.edge.uniform_errors import uniform_error
+
+    reshaped = uniform_error(status, body)
+    assert (reshaped.error if reshaped is not None else None) == error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fairgate.service.limits import MAX_GROUP_CHARS, GroupName, bounded_text
+from fairgate.service.fields import MAX_GROUP_CHARS, GroupName, bounded_text
 
 
 class Item(BaseModel):

@@ -7,7 +7,7 @@ import logging
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fairgate.service.limits import RedactValidationLogs, install_log_redaction
+from fairgate.service.edge.redaction import RedactValidationLogs, install_log_redaction
 
 
 class Item(BaseModel):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from fairgate.guardrails.deadline import EncodingScorerDeadline, ScorerDeadline, ScorerTimeoutError, with_deadline
 from fairgate.guardrails.guard import Guard
 from fairgate.guardrails.policy import TOXICITY_CATEGORIES, Policy
 from fairgate.service._faults import InjectedFault, apply_faults, parse_faults
-from fairgate.service.limits import ScorerDeadline, ScorerTimeoutError
 
 
 class SlowScorer:
@@ -30,6 +30,44 @@ class SlowScorer:
 
 def policy(on_error: str) -> Policy:
     return Policy.from_mapping({"toxicity": {"on_error": on_error}, "rates": {"enabled": False}})
+
+
+class EncodingSlowScorer(SlowScorer):
+    """A scorer that reuses another model's tokenisation (the EncodingScorer protocol)."""
+
+    tokenizer_fingerprint = "tok-1"
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(delay)
+        self.encodings: list[object] = []
+
+    def score(self, texts: Sequence[str], *, encoding: object = None) -> np.ndarray:
+        self.encodings.append(encoding)
+        return super().score(texts)
+
+
+def test_the_wrapper_offers_shared_tokenisation_only_when_the_scorer_does() -> None:
+    from fairgate.guardrails.scorers import reuses_encoding
+
+    plain = with_deadline(SlowScorer(delay=0.0), timeout_s=1.0)
+    assert type(plain) is ScorerDeadline
+    assert not reuses_encoding(plain) and not hasattr(plain, "tokenizer_fingerprint")
+    with pytest.raises(TypeError):
+        plain.score(["a"], encoding="enc")  # type: ignore[call-arg]  # a plain scorer takes no encoding
+
+    inner = EncodingSlowScorer(delay=0.0)
+    sharing = with_deadline(inner, timeout_s=1.0)
+    assert isinstance(sharing, EncodingScorerDeadline) and reuses_encoding(sharing)
+    assert sharing.tokenizer_fingerprint == "tok-1"
+    assert sharing.score(["a"], encoding="enc").shape == (1, len(TOXICITY_CATEGORIES))
+    assert sharing.score(["b"]).shape == (1, len(TOXICITY_CATEGORIES))
+    assert inner.encodings == ["enc", None]
+    assert list(sharing.categories) == list(TOXICITY_CATEGORIES)
+
+
+def test_a_nonpositive_deadline_is_refused() -> None:
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        with_deadline(SlowScorer(delay=0.0), timeout_s=0)
 
 
 def test_deadline_turns_a_hung_scorer_into_an_error_fast() -> None:

@@ -97,3 +97,26 @@ def test_blocked_result_has_null_label_and_nullable_schema() -> None:
     schema = ClassifyResult.model_json_schema()
     assert schema["properties"]["label"]["nullable"] is True
     assert "example" in schema and "examples" not in schema  # OpenAPI 3.0 wants `example`
+
+
+SECRET = "zebra-quartz-marmalade"
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        (ClassifyRequest, {"text": SECRET * 1000}),
+        (ClassifyRequest, {"text": SECRET, "group": SECRET * 10}),
+        (classify_request_type(20), {"text": SECRET}),
+        (single_item_input(ClassifyRequest), [SECRET]),
+        (single_item_input(ClassifyRequest), {"text": SECRET * 1000}),
+        (classify_batch_request_type(ClassifyRequest, 2), {"items": [{"text": SECRET * 1000}]}),
+        (classify_batch_request_type(ClassifyRequest, 2), {"items": [{"text": SECRET}] * 3}),
+    ],
+)
+def test_validation_errors_never_quote_the_input(model: type, body: object) -> None:
+    """hide_input_in_errors on every model the service validates a body with: the outermost decides."""
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate(body)
+    assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
+    assert "input_value" not in str(caught.value)

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from fairgate.service.settings import ServiceSettings, SettingsError
+from fairgate.service.settings import FairgateSettings, ServiceSettings, SettingsError
 
 
 def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("POLICY", "CLASSIFIER_TAG", "GUARD_TAG", "ONNX_VARIANT", "WORKERS", "MAX_ITEMS"):
         monkeypatch.delenv(f"FAIRGATE_{name}", raising=False)
 
-    settings = ServiceSettings.from_env()
+    settings = FairgateSettings.from_env().service
 
     assert settings.policy is None
     assert settings.classifier_tag == "fairgate-classifier:latest"
@@ -30,7 +30,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("FAIRGATE_WORKERS", "2")
     monkeypatch.setenv("FAIRGATE_MAX_BATCH_SIZE", "64")
 
-    settings = ServiceSettings.from_env()
+    settings = FairgateSettings.from_env().service
 
     assert settings.policy == policy
     assert settings.classifier_tag == "my-classifier:v3"
@@ -44,7 +44,7 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAIRGATE_GUARD_TAG", "two words")
 
     with pytest.raises(SettingsError) as caught:
-        ServiceSettings.from_env()
+        FairgateSettings.from_env()
 
     text = str(caught.value)
     assert "FAIRGATE_ONNX_VARIANT='int4'" in text
@@ -56,3 +56,69 @@ def test_one_onnx_thread_per_session_unless_set() -> None:
     assert ServiceSettings(workers=1).threads_per_session() == 1
     assert ServiceSettings(workers=4).threads_per_session() == 1
     assert ServiceSettings(intra_op_threads=3).threads_per_session() == 3
+
+
+def test_every_section_reads_its_documented_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FAIRGATE_MAX_CONCURRENCY", "8")
+    monkeypatch.setenv("FAIRGATE_REQUEST_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("FAIRGATE_API_KEYS_PROTECT_DOCS", "true")
+    monkeypatch.setenv("FAIRGATE_AUDIT_SYNCHRONOUS", "NORMAL")
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path))
+    monkeypatch.setenv("FAIRGATE_FAULTS", "scorer=sleep:2")
+
+    settings = FairgateSettings.from_env()
+
+    assert (settings.limits.max_concurrency, settings.limits.request_timeout_s) == (8, 2.5)
+    assert settings.auth.api_keys_protect_docs is True
+    assert settings.audit.synchronous == "NORMAL"
+    assert settings.audit.location() == str(tmp_path / "fairgate" / "audit.sqlite3")
+    assert settings.service.faults == {"scorer": ("sleep", 2.0)}
+
+
+def test_bad_values_in_every_section_are_listed_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAIRGATE_MAX_CONCURRENCY", "0")
+    monkeypatch.setenv("FAIRGATE_MIN_KEY_CHARS", "many")
+    monkeypatch.setenv("FAIRGATE_AUDIT_SYNCHRONOUS", "sometimes")
+    monkeypatch.setenv("FAIRGATE_FAULTS", "model=explode")
+
+    with pytest.raises(SettingsError) as caught:
+        FairgateSettings.from_env()
+
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "invalid fairgate service settings:"
+    assert len(lines) == 5 and all(line.endswith("fix or unset the variable") for line in lines[1:])
+    text = str(caught.value)
+    assert "FAIRGATE_MAX_CONCURRENCY='0': Input should be greater than or equal to 1" in text
+    assert "FAIRGATE_MIN_KEY_CHARS='many'" in text
+    assert "FAIRGATE_AUDIT_SYNCHRONOUS='sometimes': Input should be 'FULL' or 'NORMAL'" in text
+    assert "FAIRGATE_FAULTS='model=explode': cannot read 'model=explode'; use scorer=raise" in text
+
+
+def test_keys_never_reach_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAIRGATE_API_KEYS", "k-secret-0123456789abcdef")
+    with pytest.raises(SettingsError) as caught:
+        FairgateSettings.from_env(auth={"api_keys": ["not", "a", "string"], "ops_api_keys": 5})
+    assert "FAIRGATE_API_KEYS='***'" in str(caught.value) and "FAIRGATE_OPS_API_KEYS='***'" in str(caught.value)
+    assert "k-secret" not in str(caught.value)
+
+
+def test_sections_given_directly_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fairgate.service.settings import LimitSettings
+
+    monkeypatch.setenv("FAIRGATE_MAX_CONCURRENCY", "8")
+    monkeypatch.setenv("FAIRGATE_WORKERS", "3")
+    settings = FairgateSettings.from_env(limits=LimitSettings(max_concurrency=2))
+    assert settings.limits.max_concurrency == 2 and settings.service.workers == 3
+
+
+def test_only_the_settings_read_the_environment() -> None:
+    """One settings object: no other module of fairgate.service reads os.environ or getenv."""
+    import re
+
+    service_dir = Path(__file__).resolve().parents[3] / "service"
+    readers = sorted(
+        str(path.relative_to(service_dir))
+        for path in service_dir.rglob("*.py")
+        if re.search(r"os\.environ|getenv\(", path.read_text(encoding="utf-8"))
+    )
+    assert readers == ["settings.py"]

@@ -12,7 +12,7 @@ from fairgate.guardrails import Guard, InMemoryWindowStore, Policy
 from fairgate.guardrails.failover import FailoverStore
 from fairgate.service._runtime import build_window_store
 from fairgate.service.schemas import GuardrailsStatusResponse, WorkerInfo
-from fairgate.service.settings import ServiceSettings, SettingsError
+from fairgate.service.settings import FairgateSettings, SettingsError
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ from fairgate.service.settings import ServiceSettings, SettingsError
 def test_bad_redis_url_names_the_variable_and_the_forms(monkeypatch: pytest.MonkeyPatch, url: str, expected: str) -> None:
     monkeypatch.setenv("FAIRGATE_REDIS_URL", url)
     with pytest.raises(SettingsError) as caught:
-        ServiceSettings.from_env()
+        FairgateSettings.from_env()
     text = str(caught.value)
     assert f"FAIRGATE_REDIS_URL={url!r}" in text and expected in text
     assert "use redis://[:PASSWORD@]HOST[:PORT][/DB]" in text
@@ -36,14 +36,14 @@ def test_bad_redis_url_names_the_variable_and_the_forms(monkeypatch: pytest.Monk
 def test_a_password_never_reaches_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAIRGATE_REDIS_URL", "redis://user:s3cret@cache:70000/0")
     with pytest.raises(SettingsError) as caught:
-        ServiceSettings.from_env()
+        FairgateSettings.from_env()
     assert "s3cret" not in str(caught.value)
     assert "redis://user:***@cache:70000/0" in str(caught.value)
 
 
 def test_unset_or_empty_url_keeps_worker_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAIRGATE_REDIS_URL", "")  # what `make serve` passes without REDIS_URL
-    settings = ServiceSettings.from_env()
+    settings = FairgateSettings.from_env().service
     assert settings.redis_url is None
     store, clock = build_window_store(settings=settings, policy_version="v1")
     assert isinstance(store, InMemoryWindowStore) and clock is time.monotonic
@@ -54,7 +54,7 @@ def test_redis_url_builds_a_failover_store_on_wall_clock_even_when_redis_is_down
 ) -> None:
     monkeypatch.setenv("FAIRGATE_REDIS_URL", "redis://:pw@127.0.0.1:1/0")  # nothing listens on port 1
     monkeypatch.setenv("FAIRGATE_REDIS_TIMEOUT_MS", "20")
-    settings = ServiceSettings.from_env()
+    settings = FairgateSettings.from_env().service
     assert (settings.redis_url, settings.redis_timeout_ms) == ("redis://:pw@127.0.0.1:1/0", 20)
     store, clock = build_window_store(settings=settings, policy_version="v1")
     assert isinstance(store, FailoverStore) and store.scope == "fleet" and clock is time.time
