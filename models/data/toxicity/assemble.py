@@ -48,6 +48,7 @@ LABELS: tuple[str, ...] = TOXICITY_CATEGORIES  # the guard's six categories, in 
 COLUMNS: tuple[str, ...] = ("text", *LABELS, "kind")
 HERE = Path(__file__).resolve().parent
 PARTS = HERE / "parts"
+CALIBRATION = HERE / "calibration" / "benign_calibration.txt"
 OUT = HERE / "toxicity.csv"
 README = HERE / "README.md"
 _COUNTS_START = "<!-- counts:start (written by assemble.py, do not edit) -->"
@@ -162,6 +163,20 @@ def assemble(parts_dir: Path = PARTS) -> tuple[list[dict[str, object]], list[str
     return rows, dropped
 
 
+def calibration_overlap(training_keys: set[str], path: Path | None = None) -> list[str]:
+    """Calibration texts that are also training texts (after :func:`_norm`), in file order.
+
+    The calibration set's guarantee (a bound on the false-block rate of text like it) holds
+    only for text the guard never trained on.
+    """
+    path = CALIBRATION if path is None else path
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    texts = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return [text for text in texts if _norm(text) in training_keys]
+
+
 def write_csv(rows: list[dict[str, object]], out: Path = OUT) -> None:
     out.write_text(_csv_text(rows), encoding="utf-8")
 
@@ -187,6 +202,12 @@ def check(out: Path = OUT) -> str:
     dup_norm = int(df["text"].map(_norm).duplicated().sum())
     if dup_exact or dup_norm:
         problems.append(f"duplicates: {dup_exact} exact, {dup_norm} after normalisation")
+    shared = calibration_overlap(set(df["text"].map(_norm)))
+    if shared:
+        problems.append(
+            f"{len(shared)} calibration texts also appear in parts/ (after normalising), e.g. "
+            f"{shared[0]!r}: the calibration set must stay apart from training; reword the calibration line"
+        )
     clean = df[df["toxicity"] == 0]
     swear = clean["text"].map(has_swear)
     if swear.any():
@@ -217,7 +238,8 @@ def check(out: Path = OUT) -> str:
         lines += ["", "identity groups (rows whose text the guardrails lexicon maps to the group):",
                   coverage.to_string()]
     lines += ["", "checks: parsed by pandas, labels 0/1, toxicity>=every finer label, "
-              "no exact or normalised duplicates, no swear words in non-toxic rows, "
+              "no exact or normalised duplicates, no calibration text in training, "
+              "no swear words in non-toxic rows, "
               f"every identity group in >= {MIN_GROUP_ROWS} toxic and non-toxic rows: OK"]
     return "\n".join(lines)
 
