@@ -10,6 +10,9 @@ WORKERS ?= 1
 REDIS_URL ?= $(FAIRGATE_REDIS_URL)
 # `make bench REDIS=1` adds a run with the windows in a private redis-server (or REDIS=redis://...).
 REDIS ?=
+# `make bench COMPARE_GUARD=A,B` (and/or COMPARE_CLASSIFIER=A,B) runs both model variants side by side first.
+COMPARE_GUARD ?=
+COMPARE_CLASSIFIER ?=
 
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
@@ -31,8 +34,10 @@ models: $(STAMP)
 	$(BIN)/fairgate build classifier --if-missing
 	$(BIN)/fairgate build guard --if-missing
 
+# `fairgate serve` checks the settings, keys, policy and models first (exit 2 naming the
+# fix), then execs `bentoml serve fairgate.service.service:Fairgate`.
 serve: models
-	FAIRGATE_WORKERS=$(WORKERS) FAIRGATE_REDIS_URL=$(REDIS_URL) $(BIN)/bentoml serve fairgate.service.service:Fairgate --port $(PORT) --host 0.0.0.0
+	FAIRGATE_REDIS_URL=$(REDIS_URL) $(BIN)/fairgate serve --host 0.0.0.0 --port $(PORT) --workers $(WORKERS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -47,7 +52,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not server"
 
 bench: models
-	$(BIN)/python -m loadtests.bench $(if $(filter 1 yes true,$(REDIS)),--redis,$(if $(REDIS),--redis $(REDIS),))
+	$(BIN)/python -m loadtests.bench $(if $(filter 1 yes true,$(REDIS)),--redis,$(if $(REDIS),--redis $(REDIS),)) \
+		$(if $(COMPARE_GUARD),--compare-guard-tag $(COMPARE_GUARD),) $(if $(COMPARE_CLASSIFIER),--compare-classifier-tag $(COMPARE_CLASSIFIER),)
 
 # The bento installs the project from its wheel (bentofile.yaml): build it first, offline.
 wheel: $(STAMP)

@@ -21,6 +21,7 @@ from fairgate.guardrails.normalize import NormalizationError, TextNormalization
 from fairgate.guardrails.onnx_model import Encoding, ModelDirectoryError, OnnxTextModel, can_share_encoding
 from fairgate.guardrails.policy import Policy, PolicyError, default_policy_path
 from fairgate.guardrails.rates import RateMonitor
+from fairgate.guardrails.reload import PolicyChange
 from fairgate.guardrails.scorers import DetoxifyScorer, OnnxToxicityScorer, ToxicityScorer
 from fairgate.guardrails.simulate import SimulationResult, simulate_rates
 from fairgate.guardrails.store import InMemoryWindowStore, WindowCounts, WindowSpec, WindowStore
@@ -46,6 +47,7 @@ __all__ = [
     "OnnxTextModel",
     "OnnxToxicityScorer",
     "Policy",
+    "PolicyChange",
     "PolicyError",
     "RateMonitor",
     "Reason",

@@ -235,3 +235,14 @@ class FailoverStore:
         self._local.clear()
         self._boards.clear()
         self._primary.clear()
+
+    def forget(self, keys: Sequence[str], *, spec: WindowSpec) -> None:
+        """Empty the windows of ``keys`` in the local fallback and in the shared store.
+
+        The shared store's failure propagates (:class:`StoreError`): an operator asked for
+        the fleet's windows to be emptied, and must hear that they were not.
+        """
+        from fairgate.guardrails.reload import forget_windows
+
+        self._local.forget(keys, spec=spec)
+        forget_windows(self._primary, keys, spec=spec)

@@ -44,8 +44,9 @@ from fairgate.guardrails.explain import (
 from fairgate.guardrails.groups import GroupResolver, Lexicon, RequestGroup
 from fairgate.guardrails.local_store import as_monitor_store
 from fairgate.guardrails.metrics import STORE_ERRORS, STORE_OPERATIONS, GuardMetrics
-from fairgate.guardrails.policy import Policy, PolicyError
+from fairgate.guardrails.policy import Policy, PolicyError, RateMonitorPolicy
 from fairgate.guardrails.rates import PendingCheck, RateMonitor
+from fairgate.guardrails.reload import PolicyChange, forget_windows, monitor_definition
 from fairgate.guardrails.scorers import EncodingScorer, ToxicityScorer, reuses_encoding
 from fairgate.guardrails.store import (
     InMemoryWindowStore,
@@ -108,6 +109,7 @@ class Guard:
         self.policy = policy
         self._scorer = scorer
         self._clock = clock
+        self._lexicon = lexicon
         self._store: MonitorStore = as_monitor_store(store if store is not None else InMemoryWindowStore())
         # The one lock around the state batches share (class docstring, "Locking").
         self._lock: AbstractContextManager[bool] = threading.RLock()
@@ -122,27 +124,141 @@ class Guard:
         self.resolver = GroupResolver(policy=policy.groups, lexicon=lexicon)
         self.metrics = GuardMetrics(registry=registry, groups=policy.label_values)
         self.metrics.policy_info.labels(version=policy.version).set(1)
-        self.monitors: tuple[RateMonitor, ...] = tuple(
-            RateMonitor(
-                monitor=monitor,
-                rates=policy.rates,
-                groups=policy.label_values,
-                store=self._store,
-                clock=clock,
-            )
-            for monitor in policy.rates.monitors
-        )
+        self.monitors: tuple[RateMonitor, ...] = tuple(self._new_monitor(m) for m in policy.rates.monitors)
         # Series that exist from the start, so rate() and alerts see 0 rather than nothing.
         self.metrics.monitor_errors.labels(monitor=TOXICITY_MONITOR)
-        for monitor in self.monitors:
-            self.metrics.monitor_errors.labels(monitor=monitor.name)
-            for group in monitor.groups:
-                self.metrics.alert_active.labels(monitor=monitor.name, group=group).set(0)
+        self._initialise_series(self.monitors)
         self.metrics.store_degraded.set(0)
         if self._store.scope == "fleet":
             for operation in STORE_OPERATIONS:
                 for kind in STORE_ERRORS:
                     self.metrics.store_errors.labels(operation=operation, error=kind)
+
+    def _new_monitor(self, config: RateMonitorPolicy) -> RateMonitor:
+        return RateMonitor(
+            monitor=config,
+            rates=self.policy.rates,
+            groups=self.policy.label_values,
+            store=self._store,
+            clock=self._clock,
+        )
+
+    def _initialise_series(self, monitors: Sequence[RateMonitor]) -> None:
+        for monitor in monitors:
+            self.metrics.monitor_errors.labels(monitor=monitor.name)
+            for group in monitor.groups:
+                self.metrics.alert_active.labels(monitor=monitor.name, group=group).set(0)
+
+    # -- policy changes ---------------------------------------------------------------
+
+    def apply_policy(self, policy: Policy, *, store: WindowStore | MonitorStore | None = None) -> PolicyChange:
+        """Serve ``policy`` from the next batch on; validate first, so a refused one changes nothing.
+
+        Raises :class:`PolicyError` (naming the key and the fix) when the policy does not fit
+        this guard (toxicity categories the scorer lacks, toxicity on without a scorer);
+        the old policy then keeps serving. The swap happens under :attr:`lock`, so no batch
+        sees half of each policy.
+
+        A rate monitor whose definition did not change (:func:`monitor_definition`: the
+        monitor's entry, the window and test settings, the group vocabulary) keeps its
+        object, windows, check schedule and alert board, so a reload that only moves a
+        toxicity threshold does not throw away an hour of evidence. Changed and new monitors
+        start with empty windows; the windows of changed and removed ones are forgotten.
+
+        ``store``: a new window store for every monitor (the service passes one when the
+        shared store is namespaced by policy version, so a new version starts new keys);
+        then no monitor's windows are kept.
+        """
+        self._check_scorer(self._scorer, policy)
+        with self._lock:
+            old = self.policy
+            old_monitors = {m.name: m for m in self.monitors}
+            old_definitions = {m.name: monitor_definition(old, m.name) for m in self.monitors}
+            new_store = as_monitor_store(store) if store is not None else None
+            kept: list[str] = []
+            fresh: list[RateMonitor] = []
+            self.policy = policy
+            if new_store is not None:
+                self._store = new_store
+            monitors: list[RateMonitor] = []
+            for config in policy.rates.monitors:
+                previous = old_monitors.get(config.name)
+                if (
+                    new_store is None
+                    and previous is not None
+                    and old_definitions[config.name] == monitor_definition(policy, config.name)
+                ):
+                    monitors.append(previous)
+                    kept.append(config.name)
+                else:
+                    if previous is not None and new_store is None:
+                        self._forget(previous)
+                    monitor = self._new_monitor(config)
+                    monitors.append(monitor)
+                    fresh.append(monitor)
+            names = {m.name for m in monitors}
+            dropped = [name for name in old_monitors if name not in names]
+            if new_store is None:
+                for name in dropped:
+                    self._forget(old_monitors[name])
+            self.monitors = tuple(monitors)
+            self._toxicity_on = policy.enabled and policy.toxicity.enabled
+            self._rates_on = policy.enabled and policy.rates.enabled
+            self.resolver = GroupResolver(policy=policy.groups, lexicon=self._lexicon)
+            self.metrics.groups = frozenset(policy.label_values)
+            if old.version != policy.version:
+                self.metrics.policy_info.labels(version=old.version).set(0)
+            self.metrics.policy_info.labels(version=policy.version).set(1)
+            self._initialise_series(fresh)
+            for name in dropped:
+                for group in old_monitors[name].groups:
+                    self.metrics.alert_active.labels(monitor=name, group=group).set(0)
+        logger.info(
+            "policy %s -> %s: monitors kept %s, started anew %s, removed %s",
+            old.version,
+            policy.version,
+            kept or "none",
+            [m.name for m in fresh] or "none",
+            dropped or "none",
+        )
+        return PolicyChange(
+            old_version=old.version,
+            new_version=policy.version,
+            kept=tuple(kept),
+            reset=tuple(m.name for m in fresh),
+            removed=tuple(dropped),
+        )
+
+    def _forget(self, monitor: RateMonitor, groups: Sequence[str] | None = None) -> None:
+        """Empty ``monitor``'s windows (of ``groups``, default all) in the store."""
+        chosen = monitor.groups if groups is None else tuple(groups)
+        forget_windows(self._store, [monitor.key(g) for g in chosen], spec=monitor.spec)
+
+    def reset_windows(self, *, monitor: str | None = None, group: str | None = None) -> list[tuple[str, str]]:
+        """Empty the windows of one monitor, one group (in every monitor), or one group of one monitor.
+
+        Returns the (monitor, group) windows emptied. Alert boards and check schedules are
+        left alone: an active alert clears at a later check, with hysteresis, like any other.
+        Raises :class:`KeyError` naming the known monitors or groups when a name is unknown.
+        """
+        with self._lock:
+            known = {m.name: m for m in self.monitors}
+            if monitor is not None and monitor not in known:
+                raise KeyError(
+                    f"no rate monitor {monitor!r}; the policy has {', '.join(sorted(known)) or 'none'}"
+                )
+            groups = self.policy.label_values
+            if group is not None and group not in groups:
+                raise KeyError(f"no group {group!r}; the policy counts {', '.join(groups)}")
+            emptied: list[tuple[str, str]] = []
+            for target in self.monitors:
+                if monitor is not None and target.name != monitor:
+                    continue
+                chosen = target.groups if group is None else (group,)
+                self._forget(target, chosen)
+                emptied += [(target.name, g) for g in chosen]
+        logger.info("reset %d rate windows (monitor %s, group %s)", len(emptied), monitor or "all", group or "all")
+        return emptied
 
     @property
     def lock(self) -> AbstractContextManager[bool]:
@@ -168,13 +284,16 @@ class Guard:
     def window_scope(self) -> str:
         return self._store.scope
 
-    def _check_scorer(self, scorer: ToxicityScorer | None) -> None:
+    def _check_scorer(self, scorer: ToxicityScorer | None, policy: Policy | None = None) -> None:
+        policy = policy if policy is not None else self.policy
+        if not (policy.enabled and policy.toxicity.enabled):
+            return
         if scorer is None:
             raise PolicyError(
                 "toxicity.enabled is true but no scorer was given; pass scorer= "
                 "(e.g. OnnxToxicityScorer.from_directory(...)) or set toxicity.enabled: false"
             )
-        missing = [c for c in self.policy.toxicity.categories if c not in scorer.categories]
+        missing = [c for c in policy.toxicity.categories if c not in scorer.categories]
         if missing:
             raise PolicyError(
                 f"toxicity.categories: the scorer has no {', '.join(repr(m) for m in missing)} "

@@ -87,6 +87,13 @@ class LocalMonitorStore:
             self._windows.clear()
             self._controls.clear()
 
+    def forget(self, keys: Sequence[str], *, spec: WindowSpec) -> None:
+        """Empty the windows of ``keys``; schedules and boards stay (admin resets, policy changes)."""
+        from fairgate.guardrails.reload import forget_windows
+
+        with self._lock:
+            forget_windows(self._windows, keys, spec=spec)
+
     # -- schedule and boards ------------------------------------------------------------
 
     def _control(self, monitor: str) -> _Control:

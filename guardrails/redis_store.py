@@ -259,6 +259,20 @@ class RedisWindowStore:
                 found[key] = counts[group]
         return {key: found[key] for key in keys}
 
+    def forget(self, keys: Sequence[str], *, spec: WindowSpec) -> None:
+        """Delete the window keys of ``keys`` (``monitor/group``) for every worker and replica."""
+        doomed = []
+        for key in keys:
+            monitor, group = split_key(key)
+            tags = self.keys(monitor)
+            doomed += [tags.window(spec, group), tags.positives(spec, group)]
+        if not doomed:
+            return
+        try:
+            self._client.delete(*doomed)
+        except Exception as error:
+            raise _translate(error) from error
+
     def clear(self) -> None:
         """Delete every key of this prefix and policy version (tests; a policy's retirement)."""
         try:

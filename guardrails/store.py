@@ -398,3 +398,9 @@ class InMemoryWindowStore:
     def clear(self) -> None:
         with self._lock:
             self._windows.clear()
+
+    def forget(self, keys: Sequence[str], *, spec: WindowSpec) -> None:
+        """Empty the windows of ``keys`` of shape ``spec`` (admin resets, policy changes)."""
+        with self._lock:
+            for key in keys:
+                self._windows.pop((key, spec), None)

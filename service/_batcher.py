@@ -63,7 +63,9 @@ class MicroBatcher(Generic[T, R]):
         run: Callable[[list[T]], list[R]],
         max_batch_size: int,
         max_queue_items: int,
+        on_depth: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_depth`` hears the number of queued items each time it changes (a gauge)."""
         if max_batch_size < 1 or max_queue_items < 1:
             raise ValueError("max_batch_size and max_queue_items must be at least 1")
         self._run = run
@@ -71,6 +73,7 @@ class MicroBatcher(Generic[T, R]):
         self._max_queue = max_queue_items
         self._queue: collections.deque[_Job[T, R]] = collections.deque()
         self._queued_items = 0
+        self._on_depth = on_depth
         # One named thread for the batches: the drain loop never has two in flight.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fairgate-batch")
         self._drainer: asyncio.Task[None] | None = None
@@ -88,6 +91,7 @@ class MicroBatcher(Generic[T, R]):
         job: _Job[T, R] = _Job(items=items, future=loop.create_future())
         self._queue.append(job)
         self._queued_items += len(items)
+        self._depth_changed()
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         return await job.future
@@ -100,7 +104,12 @@ class MicroBatcher(Generic[T, R]):
             size += len(job.items)
             jobs.append(job)
         self._queued_items -= size
+        self._depth_changed()
         return jobs
+
+    def _depth_changed(self) -> None:
+        if self._on_depth is not None:
+            self._on_depth(self._queued_items)
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()

@@ -19,6 +19,7 @@ from fairgate.service.settings import FairgateSettings, ServiceSettings
 if TYPE_CHECKING:  # imported where used at run time, so this module stays light
     from prometheus_client import CollectorRegistry
 
+    from fairgate.guardrails.guard import Guard
     from fairgate.guardrails.scorers import ToxicityScorer
     from fairgate.guardrails.store import MonitorStore, WindowStore
     from fairgate.service._pipeline import GuardedClassifier
@@ -79,6 +80,7 @@ class Runtime:
     """Everything a worker needs to answer requests."""
 
     pipeline: GuardedClassifier
+    guard: Guard  # the pipeline's guard, typed as itself (admin actions: reload, reset, check)
     policy_path: Path
     policy_version: str
     models: tuple[ModelInfo, ...]
@@ -230,6 +232,7 @@ def load_runtime(
     )
     return Runtime(
         pipeline=pipeline,
+        guard=the_guard,
         policy_path=Path(policy_path),
         policy_version=policy.version,
         models=models,

@@ -24,6 +24,10 @@ SQLite settings, and why:
 Privacy: the record holds a SHA-256 of the text, never the text, unless the operator opts
 in (``FAIRGATE_AUDIT_STORE_TEXT=true`` or the policy's ``audit.store_text``). Where the
 trail goes is :class:`fairgate.service.settings.AuditSettings`.
+
+Operator actions (a policy change, emptied windows) are kept beside the decisions, in their
+own table (:class:`AdminEvent`): who (the ops key's id, or ``anonymous``), when, and what
+changed, so "which policy decided this, and who put it there" has an answer.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import Any, Literal, Protocol, TextIO
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AdminEvent",
     "AuditError",
     "AuditRecord",
     "AuditStore",
@@ -85,6 +90,20 @@ class AuditRecord(BaseModel):
     text: str | None = Field(default=None, description="the raw text, only when the operator opts in")
 
 
+class AdminEvent(BaseModel):
+    """One operator action on a worker: a policy change or emptied windows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time: datetime = Field(description="when the action took effect, UTC")
+    kind: Literal["policy_change", "windows_reset"]
+    who: str = Field(description="the ops key's id (key-<first 8 hex of its SHA-256>), 'anonymous' or 'SIGHUP'")
+    old_version: str | None = Field(default=None, description="policy version before a change")
+    new_version: str | None = Field(default=None, description="policy version after a change")
+    worker_pid: int = Field(description="the worker process that acted (each worker holds its own policy)")
+    detail: dict[str, Any] = Field(default_factory=dict, description="monitors kept/reset, windows emptied, source")
+
+
 def text_digest(text: str) -> str:
     """SHA-256 of the text's UTF-8 bytes: lets an auditor match a text without storing it."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -99,6 +118,16 @@ class AuditStore(Protocol):
         self, *, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[AuditRecord]: ...
 
+    def page(
+        self, *, limit: int, before_id: int | None = None, action: str | None = None
+    ) -> list[tuple[int, AuditRecord]]:
+        """At most ``limit`` (id, record) pairs with id < ``before_id``, newest first."""
+        ...
+
+    def append_event(self, event: AdminEvent) -> None: ...
+
+    def events(self, *, limit: int, before_id: int | None = None) -> list[tuple[int, AdminEvent]]: ...
+
     def close(self) -> None: ...
 
 
@@ -112,6 +141,12 @@ CREATE TABLE IF NOT EXISTS audit_decisions (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_decisions_ts ON audit_decisions (ts);
+CREATE TABLE IF NOT EXISTS audit_events (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    event TEXT NOT NULL
+);
 """
 
 
@@ -198,6 +233,44 @@ class SQLiteAuditStore:
             rows = self._db.execute(query, (low, high)).fetchall()
         for (record,) in rows:
             yield AuditRecord.model_validate_json(record)
+
+    def page(
+        self, *, limit: int, before_id: int | None = None, action: str | None = None
+    ) -> list[tuple[int, AuditRecord]]:
+        """At most ``limit`` (id, record) pairs with id < ``before_id``, newest first (paging by id)."""
+        query = "SELECT id, record FROM audit_decisions WHERE id < ?"
+        args: list[Any] = [before_id if before_id is not None else 2**63 - 1]
+        if action is not None:
+            query += " AND action = ?"
+            args.append(action)
+        query += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        return [(int(row_id), AuditRecord.model_validate_json(record)) for row_id, record in rows]
+
+    def append_event(self, event: AdminEvent) -> None:
+        """Append one operator action (its own small transaction)."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO audit_events (ts, kind, event) VALUES (?, ?, ?)",
+                    (event.time.timestamp(), event.kind, event.model_dump_json()),
+                )
+            except sqlite3.Error as error:
+                raise AuditError(f"cannot write an admin event to {self.path}: {error}") from error
+
+    def events(self, *, limit: int, before_id: int | None = None) -> list[tuple[int, AdminEvent]]:
+        """At most ``limit`` (id, event) pairs with id < ``before_id``, newest first."""
+        high = before_id if before_id is not None else 2**63 - 1
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT id, event FROM audit_events WHERE id < ? ORDER BY id DESC LIMIT ?", (high, limit)
+                ).fetchall()
+            except sqlite3.OperationalError:  # a read-only file written before the table existed
+                return []
+        return [(int(row_id), AdminEvent.model_validate_json(event)) for row_id, event in rows]
 
     def count(self) -> int:
         with self._lock:

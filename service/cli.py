@@ -1,7 +1,8 @@
 """The ``fairgate`` command: one entry point, subcommands registered by their owners.
 
 Each package registers its own subcommands (``fairgate.models.cli``, ``fairgate.models.guard.cli``,
-``fairgate.guardrails.simulate_cli``, ``fairgate.guardrails.policy_cli``, ``fairgate.service.audit_cli``), so
+``fairgate.guardrails.simulate_cli``, ``fairgate.guardrails.policy_cli``, ``fairgate.service.audit_cli``,
+``fairgate.service.serve_cli``), so
 this module only composes them.
 Heavy imports (torch, bentoml) happen inside the handlers, never here, so that
 ``fairgate --help`` is instant and serving never pulls in training code.
@@ -26,6 +27,7 @@ _REGISTRARS: tuple[tuple[str, str], ...] = (
     ("fairgate.guardrails.policy_cli", "register"),
     ("fairgate.models.explain_cli", "register"),
     ("fairgate.service.audit_cli", "register"),
+    ("fairgate.service.serve_cli", "register"),
 )
 
 

@@ -11,6 +11,10 @@ Request path (docs/CONTRACTS.md, the README): HTTP and validation here, then per
   dispatcher (both APIs are then ``batchable=True``; see :mod:`fairgate.service._io`).
 - ``GET /guardrails/status``: windows, rates, impact ratios with their upper confidence
   bound, alerts, policy version, model tags, and the worker (pid, index) that answered.
+- ``/admin/...`` (an ops key, always; :mod:`fairgate.service.admin`): ``POST /admin/policy``
+  (reload: a YAML body, or empty to re-read ``FAIRGATE_POLICY``; also ``kill -HUP`` on a
+  worker), ``POST /admin/windows/reset``, ``POST /admin/check``, ``GET /admin/audit`` and
+  ``GET /admin/audit/events``. Each acts on the worker that answers.
 - BentoML's ``/healthz``, ``/livez``, ``/readyz`` (ready once both models and the policy
   are loaded, in a background thread), ``/metrics`` and ``/docs.json``.
 
@@ -29,17 +33,35 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import anyio.to_thread
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
-from fastapi import FastAPI
+from fastapi import FastAPI, Query, Request
+from starlette.responses import JSONResponse
 
 from fairgate.service._batcher import MicroBatcher
 from fairgate.service._io import batch_result_output, single_item_input, single_result_output
-from fairgate.service.auth import DOC_PATHS, OPS_PATHS, ApiKeyAuth, KeyRing
+from fairgate.service.admin import (
+    AdminError,
+    AuditEventsPage,
+    AuditPage,
+    PolicyAdmin,
+    PolicyReloaded,
+    ResetRequest,
+    WindowsReset,
+)
+from fairgate.service.auth import (
+    ANONYMOUS,
+    DOC_PATHS,
+    OPS_PATHS,
+    PRINCIPAL_SCOPE_KEY,
+    ApiKeyAuth,
+    KeyRing,
+    is_admin_path,
+)
 from fairgate.service.edge import (
     Admission,
     BodyLimits,
@@ -49,6 +71,7 @@ from fairgate.service.edge import (
     error_response,
     install_log_redaction,
 )
+from fairgate.service.edge.metrics import EdgeMetrics
 from fairgate.service.schemas import (
     ClassifyRequest,
     ClassifyResult,
@@ -60,16 +83,22 @@ from fairgate.service.schemas import (
 from fairgate.service.settings import FairgateSettings
 
 if TYPE_CHECKING:
-    from starlette.responses import JSONResponse
-
     from fairgate.service._runtime import Runtime
 
-__all__ = ["INFERENCE_ROUTES", "STATUS_ROUTE", "FairgateWorker", "build_service"]
+__all__ = ["ADMIN_ROUTES", "INFERENCE_ROUTES", "STATUS_ROUTE", "FairgateWorker", "build_service"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 INFERENCE_ROUTES = ("/classify", "/classify_batch")
 STATUS_ROUTE = "/guardrails/status"
+ADMIN_ROUTES = ("/admin/policy", "/admin/windows/reset", "/admin/check", "/admin/audit", "/admin/audit/events")
+# The admin errors in the OpenAPI document (each referring to the one error shape).
+_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or invalid ops key (FAIRGATE_OPS_API_KEYS)"},
+    403: {"description": "admin endpoints are disabled: no FAIRGATE_OPS_API_KEYS configured"},
+    503: {"description": "not ready yet, or the window store failed; retry after Retry-After seconds"},
+}
 
 
 class FairgateWorker:
@@ -81,6 +110,7 @@ class FairgateWorker:
     """
 
     settings: ClassVar[FairgateSettings]
+    edge_metrics: ClassVar[EdgeMetrics]
     classifier_model: ClassVar[bentoml.models.BentoModel]
     guard_model: ClassVar[bentoml.models.BentoModel]
 
@@ -99,7 +129,10 @@ class FairgateWorker:
                 run=self._run_batch,
                 max_batch_size=self.settings.service.max_batch_size,
                 max_queue_items=self.settings.service.max_queue_items,
+                on_depth=self.edge_metrics.queue_items,
             )
+        self.admin = PolicyAdmin(settings=self.settings, get_runtime=lambda: self._runtime, set_runtime=self._swap)
+        self._listen_for_sighup()
         self._loader = threading.Thread(target=self._load, name="fairgate-load", daemon=True)
         self._loader.start()
 
@@ -121,9 +154,38 @@ class FairgateWorker:
             self._runtime = load_runtime(
                 settings=self.settings, classifier=classifier, guard=guard, registry=registry
             )
+            self.edge_metrics.start()
         except Exception as error:
             self._error = f"{type(error).__name__}: {error}"
             logger.error("fairgate cannot serve: %s", self._error)
+
+    def _swap(self, runtime: Runtime) -> None:
+        """Take the runtime with a new policy version (the admin reload; one assignment, atomic)."""
+        self._runtime = runtime
+
+    def _listen_for_sighup(self) -> None:
+        """``kill -HUP <worker pid>`` reloads this worker's policy from its file, in place.
+
+        Per worker on purpose: SIGHUP to the ``bentoml serve`` process itself is the
+        arbiter's (circus) and restarts every worker, which also re-reads the file but
+        empties every window. A handler can only be set from the main thread; where the
+        worker is not built there, the endpoint is the way to reload (logged).
+        """
+        import signal
+
+        if not hasattr(signal, "SIGHUP"):
+            return
+        if threading.current_thread() is not threading.main_thread():
+            logger.info("no SIGHUP policy reload in this worker (not built on the main thread); use POST /admin/policy")
+            return
+
+        def on_hup(signum: int, frame: object) -> None:
+            # Never reload inside a signal handler: it waits for the guard's lock.
+            threading.Thread(
+                target=self.admin.reload_from_disk, kwargs={"who": "SIGHUP"}, name="fairgate-sighup", daemon=True
+            ).start()
+
+        signal.signal(signal.SIGHUP, on_hup)
 
     @bentoml.on_shutdown
     def close(self) -> None:
@@ -170,6 +232,8 @@ class FairgateWorker:
         try:
             results = await self._batcher.submit(items)
         except (QueueFull, ModelFailure, ServiceUnavailable) as error:
+            if isinstance(error, QueueFull):
+                self.edge_metrics.shed("queue")
             return error_response(503, str(error), retry_after_s=self.settings.limits.retry_after_s)
         return results
 
@@ -216,9 +280,17 @@ def build_service(settings: FairgateSettings) -> bentoml.Service[Any]:
     # BentoML's dispatcher only on request (see service._batcher for the measurements).
     batchable = service_settings.batching == "bentoml"
     api_keys, ops_keys = settings.auth.key_rings()
+    edge_metrics = EdgeMetrics()
     status_app = FastAPI(
         title="fairgate guardrails status",
         description="Live view of the guardrails of the worker that answers.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    admin_app = FastAPI(
+        title="fairgate admin",
+        description="Operator actions on the worker that answers (an ops key, always).",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -266,7 +338,66 @@ def build_service(settings: FairgateSettings) -> bentoml.Service[Any]:
             """Windows, rates, impact ratios, alerts, policy and models of the worker that answered."""
             return self.status()
 
+        @admin_app.post(
+            "/policy",
+            response_model=PolicyReloaded,
+            responses={
+                **_ADMIN_ERRORS,
+                400: {"description": "the body is not UTF-8 YAML"},
+                409: {"description": "a changed policy under the version in force; change `version:`"},
+                422: {"description": "the policy is invalid (key, value, fix); the old one keeps serving"},
+            },
+            openapi_extra={
+                "requestBody": {
+                    "required": False,
+                    "description": "a policy file's YAML; empty: re-read FAIRGATE_POLICY",
+                    "content": {"application/yaml": {"schema": {"type": "string"}}},
+                }
+            },
+        )
+        async def admin_policy(self, request: Request) -> PolicyReloaded | JSONResponse:
+            """Swap this worker's policy between batches: the YAML body, or FAIRGATE_POLICY re-read when empty."""
+            body = await request.body()
+            who = request.scope.get(PRINCIPAL_SCOPE_KEY, ANONYMOUS)
+            return await _admin(self, lambda: self.admin.reload_policy(body, who=who))
+
+        @admin_app.post("/windows/reset", response_model=WindowsReset, responses={**_ADMIN_ERRORS, 404: {"description": "no such monitor or group"}})
+        async def admin_reset(self, request: Request, target: ResetRequest) -> WindowsReset | JSONResponse:
+            """Empty the windows of a monitor, of a group (in every monitor), or of one group of one monitor."""
+            who = request.scope.get(PRINCIPAL_SCOPE_KEY, ANONYMOUS)
+            return await _admin(self, lambda: self.admin.reset_windows(target, who=who))
+
+        @admin_app.post("/check", response_model=GuardrailsStatusResponse, responses=_ADMIN_ERRORS)
+        async def admin_check(self) -> GuardrailsStatusResponse | JSONResponse:
+            """Run every rate monitor's check now; answers the status after it."""
+
+            def check() -> GuardrailsStatusResponse:
+                self.admin.check_now()
+                return self.status()
+
+            return await _admin(self, check)
+
+        @admin_app.get("/audit", response_model=AuditPage, responses={**_ADMIN_ERRORS, 404: {"description": "the audit trail is off"}})
+        async def admin_audit(
+            self,
+            limit: int = Query(50, description="records per page (1..500)"),
+            before_id: int | None = Query(None, description="the previous page's next_before_id"),
+            action: str | None = Query(None, pattern="^(flag|block)$", description="flag or block; both when absent"),
+        ) -> AuditPage | JSONResponse:
+            """Recent flagged/blocked records, newest first; raw text only where the trail stores it."""
+            return await _admin(self, lambda: self.admin.audit_page(limit=limit, before_id=before_id, action=action))
+
+        @admin_app.get("/audit/events", response_model=AuditEventsPage, responses={**_ADMIN_ERRORS, 404: {"description": "the audit trail is off"}})
+        async def admin_audit_events(
+            self,
+            limit: int = Query(50, description="events per page (1..500)"),
+            before_id: int | None = Query(None, description="the previous page's next_before_id"),
+        ) -> AuditEventsPage | JSONResponse:
+            """Recent operator actions (policy changes, window resets), newest first."""
+            return await _admin(self, lambda: self.admin.audit_events(limit=limit, before_id=before_id))
+
     Fairgate.settings = settings
+    Fairgate.edge_metrics = edge_metrics
     service = bentoml.service(
         workers=service_settings.workers,
         # BentoML's own timeout (504) is only a backstop: the edge's Admission answers 503 first.
@@ -275,12 +406,28 @@ def build_service(settings: FairgateSettings) -> bentoml.Service[Any]:
         logging={"access": {"enabled": service_settings.access_log}},
         labels={"project": "fairgate"},
         description="Text classification behind live toxicity and per-group rate guardrails.",
-    )(bentoml.asgi_app(status_app, path="/guardrails")(Fairgate))
-    _add_edge(service, settings, api_keys=api_keys, ops_keys=ops_keys)
+    )(bentoml.asgi_app(admin_app, path="/admin")(bentoml.asgi_app(status_app, path="/guardrails")(Fairgate)))
+    _add_edge(service, settings, api_keys=api_keys, ops_keys=ops_keys, metrics=edge_metrics)
     return service
 
 
-def _add_edge(service: bentoml.Service[Any], settings: FairgateSettings, *, api_keys: KeyRing, ops_keys: KeyRing) -> None:
+async def _admin(worker: FairgateWorker, action: Callable[[], T]) -> T | JSONResponse:
+    """Run an admin action off the event loop (it may wait for the guard's lock); errors in the one shape."""
+    try:
+        return await anyio.to_thread.run_sync(action)
+    except AdminError as error:
+        retry = worker.settings.limits.retry_after_s if error.status == 503 else None
+        return error_response(error.status, str(error), retry_after_s=retry)
+
+
+def _add_edge(
+    service: bentoml.Service[Any],
+    settings: FairgateSettings,
+    *,
+    api_keys: KeyRing,
+    ops_keys: KeyRing,
+    metrics: EdgeMetrics,
+) -> None:
     """The edge middlewares, outermost first (fairgate.service.edge): keys before any work, then
     the documented errors, admission (load shedding, deadline), the body checks, the one error
     shape, readiness."""
@@ -290,14 +437,22 @@ def _add_edge(service: bentoml.Service[Any], settings: FairgateSettings, *, api_
         """The documented paths that need a key (for the OpenAPI document's 401s)."""
         secured = []
         for path in paths:
-            if path in OPS_PATHS:
+            if is_admin_path(path):
+                secured.append(path)
+            elif path in OPS_PATHS:
                 if len(ops_keys):
                     secured.append(path)
             elif len(api_keys) and (protect_docs or path not in DOC_PATHS):
                 secured.append(path)
         return secured
 
-    service.add_asgi_middleware(ApiKeyAuth, api_keys=api_keys, ops_keys=ops_keys, protect_docs=protect_docs)
+    service.add_asgi_middleware(
+        ApiKeyAuth,
+        api_keys=api_keys,
+        ops_keys=ops_keys,
+        protect_docs=protect_docs,
+        on_failure=metrics.auth_failure,
+    )
     service.add_asgi_middleware(OpenAPIErrors, inference_paths=INFERENCE_ROUTES, secured_paths=secured_paths)
     service.add_asgi_middleware(
         Admission,
@@ -305,6 +460,7 @@ def _add_edge(service: bentoml.Service[Any], settings: FairgateSettings, *, api_
         max_concurrency=limits.max_concurrency,
         timeout_s=limits.request_timeout_s,
         retry_after_s=limits.retry_after_s,
+        on_shed=metrics.shed,
     )
     service.add_asgi_middleware(
         BodyLimits,
@@ -313,8 +469,9 @@ def _add_edge(service: bentoml.Service[Any], settings: FairgateSettings, *, api_
             max_items=settings.service.max_items, max_text_chars=settings.service.max_text_chars
         ),
         max_json_depth=limits.max_json_depth,
+        on_reject=metrics.shed,
     )
-    service.add_asgi_middleware(UniformErrors, paths=(*INFERENCE_ROUTES, STATUS_ROUTE))
+    service.add_asgi_middleware(UniformErrors, paths=(*INFERENCE_ROUTES, STATUS_ROUTE, *ADMIN_ROUTES))
     service.add_asgi_middleware(
         ReadinessGate, paths=INFERENCE_ROUTES, not_ready=_not_ready_reason, retry_after_s=limits.retry_after_s
     )

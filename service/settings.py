@@ -35,6 +35,7 @@ __all__ = [
     "LimitSettings",
     "ServiceSettings",
     "SettingsError",
+    "environment_with",
 ]
 
 
@@ -82,6 +83,8 @@ class ServiceSettings(_Section):
         description="ONNX Runtime threads per session (default 1; see threads_per_session)",
     )
     workers: int = Field(default=1, ge=1, le=64, description="BentoML worker processes")
+    host: str = Field(default="0.0.0.0", min_length=1, description="`fairgate serve`: the address to listen on")
+    port: int = Field(default=3000, ge=1, le=65535, description="`fairgate serve`: the port to listen on")
     batching: Literal["queue", "bentoml"] = Field(
         default="queue",
         description="queue: fairgate's micro-batcher (no added wait); bentoml: BentoML's adaptive dispatcher",
@@ -356,3 +359,11 @@ def _explain(error: ValidationError, sections: Mapping[str, type[_Section]]) -> 
             shown = mask_url(shown)  # never print a password
         lines.append(f"  {name}={shown!r}: {message}; fix or unset the variable")
     return "\n".join(lines)
+
+
+def environment_with(variables: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment plus ``variables``: what ``fairgate serve`` hands to ``bentoml serve``.
+
+    Here because this module is the one place that reads the environment.
+    """
+    return {**os.environ, **variables}

@@ -451,6 +451,53 @@ def build_dashboard() -> Any:
                 threshold=IMPACT_RATIO_MIN,
             ).span(12)
         )
+        # ---- the edge: what was refused before any decision ----------------------------
+        .with_row(Row("Edge: shedding, queue and keys"))
+        .with_panel(
+            _timeseries(
+                "Shed requests by reason",
+                "Requests answered without a decision, per second (fairgate_shed_total): "
+                "concurrency (past FAIRGATE_MAX_CONCURRENCY in flight), queue (batch queue "
+                "full), deadline (no answer within FAIRGATE_REQUEST_TIMEOUT_S), body (refused "
+                "by the body checks: 400/413/415).",
+                [
+                    (
+                        "sum by (reason) (rate(fairgate_shed_total{" + INSTANCE + "}[$__rate_interval]))",
+                        "{{reason}}",
+                    )
+                ],
+                unit="reqps",
+                stacked=True,
+            ).span(8)
+        )
+        .with_panel(
+            _timeseries(
+                "Shed share of classify requests (fleet)",
+                "fairgate:shed:ratio_rate5m: shed requests over every /classify and "
+                "/classify_batch request, over 5 minutes and every instance. The "
+                "FairgateSheddingHigh alert fires above 5% for 10 minutes: add replicas or "
+                "workers, or raise the limits if the machine has room.",
+                [("fairgate:shed:ratio_rate5m", "shed share")],
+                unit="percentunit",
+                maximum=1,
+            ).span(8)
+        )
+        .with_panel(
+            _timeseries(
+                "Batch queue depth and auth failures",
+                "Items waiting in the batch queues (fairgate_queue_items, per instance, summed "
+                "over workers) and refused API keys per second (fairgate_auth_failures_total: "
+                "missing, invalid, admin_disabled).",
+                [
+                    ("sum by (instance) (fairgate_queue_items{" + INSTANCE + "})", "queue {{instance}}"),
+                    (
+                        "sum by (reason) (rate(fairgate_auth_failures_total{" + INSTANCE + "}[$__rate_interval]))",
+                        "auth {{reason}}",
+                    ),
+                ],
+                unit="short",
+            ).span(8)
+        )
         # ---- alerts and versions -------------------------------------------------------
         .with_row(Row("Alerts and versions"))
         .with_panel(

@@ -14,7 +14,9 @@ In front of the BentoML routes, outermost first (``fairgate.service.service`` ad
 
 Every 4xx/5xx they (and the service) answer is an :class:`ErrorResponse` built by
 :func:`error_response` (:mod:`.errors`). :mod:`.redaction` keeps rejected bodies out of
-the logs.
+the logs. :mod:`.metrics` counts what they refuse (``fairgate_shed_total{reason}``,
+``fairgate_queue_items``, ``fairgate_auth_failures_total{reason}``); the middlewares only
+call the callbacks they are given.
 """
 
 from fairgate.service.edge.admission import Admission

@@ -47,8 +47,11 @@ class Admission:
         max_concurrency: int,
         timeout_s: float,
         retry_after_s: int = 1,
+        on_shed: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
+        # Called with "concurrency" or "deadline" for each 503 answered here (edge metrics).
+        self.on_shed = on_shed
         self.paths = frozenset(paths)
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
@@ -64,6 +67,8 @@ class Admission:
             return
         if self.in_flight >= self.max_concurrency:
             self.shed += 1
+            if self.on_shed is not None:
+                self.on_shed("concurrency")
             response = error_response(
                 503,
                 f"overloaded: {self.in_flight} requests in flight on this worker "
@@ -112,6 +117,8 @@ class Admission:
         # Past the deadline: answer now; the batch the request joined is still computing,
         # so keep its slot until it ends, or slow work would pile up without bound.
         self.timed_out += 1
+        if self.on_shed is not None:
+            self.on_shed("deadline")
         watcher.muted = True
         self._background.add(task)
 

@@ -12,7 +12,7 @@ read is handed on unchanged.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
@@ -65,8 +65,18 @@ class BodyLimits:
     ``add_asgi_middleware(BodyLimits, **options)`` can build it.
     """
 
-    def __init__(self, app: ASGIApp, *, paths: Collection[str], max_body_bytes: int, max_json_depth: int = 8) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        paths: Collection[str],
+        max_body_bytes: int,
+        max_json_depth: int = 8,
+        on_reject: Callable[[str], None] | None = None,
+    ) -> None:
         self.app = app
+        # Called with "body" for each refused body (edge metrics: fairgate_shed_total{reason="body"}).
+        self.on_reject = on_reject
         self.paths = frozenset(paths)
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
@@ -88,6 +98,8 @@ class BodyLimits:
             else:
                 rejection = self._check_body(body)
         if rejection is not None:
+            if self.on_reject is not None:
+                self.on_reject("body")
             await error_response(*rejection)(scope, receive, send)
             return
         replayed = False

@@ -21,11 +21,13 @@ import pytest
 
 from fairgate.service.edge.errors import ErrorResponse
 from loadtests._server import BentoServer
-from tests.integration.reliability._server import Texts
+from tests.helpers.error_shape import assert_error_shape
+from tests.integration.reliability._server import Texts, metric_total
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
 
 BLAST_SECONDS = 20.0
+SHED = ("concurrency", "queue", "deadline", "body")
 MiB = 1024 * 1024
 
 
@@ -140,6 +142,7 @@ def test_ten_times_the_sustainable_rate_sheds_fast_and_recovers(server: BentoSer
     sampler.start()
     time.sleep(1.0)
     baseline = sampler.peak(0, time.monotonic())
+    shed_before = {reason: metric_total(server.url, "fairgate_shed_total", reason=reason) for reason in SHED}
     blast_start = time.monotonic()
     results, sent_rate = asyncio.run(open_loop(server.port, texts.allow, 10 * rate, BLAST_SECONDS))
     blast_end = time.monotonic()
@@ -154,6 +157,9 @@ def test_ten_times_the_sustainable_rate_sheds_fast_and_recovers(server: BentoSer
     time.sleep(1.0)
     sampler.halt.set()
     sampler.join()
+    shed_counted = {
+        reason: metric_total(server.url, "fairgate_shed_total", reason=reason) - shed_before[reason] for reason in SHED
+    }
 
     statuses = [status for status, _, _, _ in results]
     ok = statuses.count(200)
@@ -178,6 +184,7 @@ def test_ten_times_the_sustainable_rate_sheds_fast_and_recovers(server: BentoSer
         "rss_after_mib": round(sampler.samples[-1][1] / MiB, 1),
         "recovery_statuses": [status for status, _ in recovery],
         "recovery_max_s": round(max(lat for _, lat in recovery), 3),
+        "shed_total_delta": shed_counted,
     }
     (server.workdir / "overload.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
     print(json.dumps(figures))
@@ -193,3 +200,20 @@ def test_ten_times_the_sustainable_rate_sheds_fast_and_recovers(server: BentoSer
     assert figures["recovery_statuses"] == [200] * 10 and figures["recovery_max_s"] < 2.0, figures
     assert sampler.peak(blast_start, blast_end) - baseline < 150 * MiB, figures
     assert sampler.peak(mid, blast_end) - sampler.peak(blast_start, mid) < 30 * MiB, f"memory kept growing: {figures}"
+    # fairgate_shed_total counts each 503 under its reason, as the body names it.
+    by_message = {
+        "concurrency": sum("FAIRGATE_MAX_CONCURRENCY" in e for e in shed_errors),
+        "deadline": sum("FAIRGATE_REQUEST_TIMEOUT_S" in e for e in shed_errors),
+    }
+    assert shed_counted["concurrency"] == by_message["concurrency"] > 0, figures
+    assert shed_counted["deadline"] == by_message["deadline"], figures
+    assert shed_counted["queue"] == 0 and shed_counted["body"] == 0, figures
+    assert metric_total(server.url, "fairgate_queue_items") == 0, "the queue is empty once the load stops"
+
+
+def test_admin_routes_are_refused_without_ops_keys(server: BentoServer) -> None:
+    """This server has no FAIRGATE_OPS_API_KEYS: the admin routes are closed, not open."""
+    with httpx.Client(timeout=10) as client:
+        refused = client.post(server.url + "/admin/policy", content=b"version: x\n")
+        assert "FAIRGATE_OPS_API_KEYS" in assert_error_shape(refused, 403).error
+    assert metric_total(server.url, "fairgate_auth_failures_total", reason="admin_disabled") >= 1

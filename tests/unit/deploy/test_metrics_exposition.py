@@ -52,6 +52,13 @@ def filled_registry() -> CollectorRegistry:
     guard.check()
     guard.metrics.inference_duration.labels(model="classifier").observe(0.004)
     guard.metrics.set_model_info(role="classifier", tag="fairgate-classifier:abc", variant="int8")
+    # The edge's metrics, in the same registry (the service gives them one per worker).
+    from fairgate.service.edge.metrics import EdgeMetrics
+
+    edge = EdgeMetrics(registry=registry)
+    edge.shed("concurrency")
+    edge.queue_items(3)
+    edge.auth_failure("invalid")
     return registry
 
 

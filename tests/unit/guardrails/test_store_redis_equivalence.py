@@ -155,3 +155,17 @@ def test_schedule_and_alert_board_behave_the_same(
         snap_memory = memory.snapshot([query], now=now).monitors["neg"]
         snap_shared = shared.snapshot([query], now=now).monitors["neg"]
         assert (snap_shared.counts, snap_shared.board) == (snap_memory.counts, snap_memory.board)
+
+
+def test_forget_empties_the_named_windows_only_in_memory_and_in_redis(redis_url: str) -> None:
+    """What an admin reset or a policy change does to a store: the named keys go, the rest stay."""
+    from fairgate.guardrails.reload import forget_windows
+
+    spec = WindowSpec(size=10)
+    for store in (LocalMonitorStore(), fresh_redis(redis_url)):
+        store.add({"m/a": [1, 0, 1], "m/b": [1], "n/a": [0, 0]}, now=START, spec=spec)
+        forget_windows(store, ["m/a", "n/a"], spec=spec)
+        counts = store.counts(["m/a", "m/b", "n/a"], now=START, spec=spec)
+        assert counts == {"m/a": WindowCounts(0, 0), "m/b": WindowCounts(1, 1), "n/a": WindowCounts(0, 0)}, store
+        store.add({"m/a": [1]}, now=START + 1, spec=spec)  # a forgotten window fills again
+        assert store.counts(["m/a"], now=START + 1, spec=spec) == {"m/a": WindowCounts(1, 1)}

@@ -13,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from fairgate.service.edge import ReadinessGate, error_response
+from fairgate.service.edge.metrics import EdgeMetrics
 from fairgate.service.settings import FairgateSettings, LimitSettings
 from tests.helpers.error_shape import assert_error_shape
 
@@ -70,9 +72,14 @@ def test_a_full_queue_or_a_failed_model_is_a_503_in_the_shape(failure: str) -> N
             raise error
 
     settings = FairgateSettings(limits=LimitSettings(retry_after_s=7))
-    worker = SimpleNamespace(_batcher=FailingBatcher(), settings=settings)
+    registry = CollectorRegistry()
+    metrics = EdgeMetrics(registry=registry)
+    worker = SimpleNamespace(_batcher=FailingBatcher(), settings=settings, edge_metrics=metrics)
     answer = asyncio.run(service.FairgateWorker._decide(worker, [object()]))
 
     response = httpx.Response(answer.status_code, headers=answer.headers.raw, content=answer.body)
     assert assert_error_shape(response, 503).error == str(error)
     assert response.headers["retry-after"] == "7"
+    # A full queue is shed (fairgate_shed_total{reason="queue"}); a failed model is not shedding.
+    shed = registry.get_sample_value("fairgate_shed_total", {"reason": "queue"})
+    assert shed == (1.0 if failure == "queue_full" else None)
