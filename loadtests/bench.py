@@ -17,6 +17,11 @@ With ``--redis`` (``make bench REDIS=1``) phase 2 runs a second time with the ra
 Redis (``FAIRGATE_REDIS_URL``; a private redis-server, or the URL given), at the same
 half-load rate as the run without, and ``redis_comparison`` holds the ratio of the
 saturation rates and the p99 difference (targets: >= 0.9, <= 5 ms).
+
+With ``--compare-guard-tag A,B`` and/or ``--compare-classifier-tag A,B`` (``make bench
+COMPARE_GUARD=A,B``) a ``compare`` phase first runs both model variants on the floor in
+alternating rounds, so both see the same machine, and reports CPU ms per text of each
+and the ratios B / A (loadtests/_compare.py).
 """
 
 from __future__ import annotations
@@ -142,6 +147,19 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="URL",
         help="also run fairgate with its windows in Redis: a private redis-server from PATH, or this URL",
     )
+    compare = parser.add_argument_group(
+        "model comparison (both variants in alternating rounds of the floor, in this run)"
+    )
+    compare.add_argument("--compare-guard-tag", default=None, metavar="A,B", help="two guard tags to compare")
+    compare.add_argument(
+        "--compare-classifier-tag", default=None, metavar="A,B", help="two classifier tags to compare"
+    )
+    compare.add_argument("--compare-rounds", type=int, default=6, help="rounds per variant (alternating)")
+    compare.add_argument("--compare-round-s", type=float, default=3.0, help="seconds per round")
+    compare.add_argument("--compare-batch", type=int, default=32, help="batch size of the comparison")
+    compare.add_argument(
+        "--compare-threads", type=int, default=1, help="ONNX Runtime intra-op threads (0: its default)"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench.json")
     parser.add_argument("--log-dir", type=Path, default=None, help="server logs (default: a temp dir)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -215,6 +233,47 @@ def phase_floor(
         raise BenchError("no time left for the floor phase")
     best = max(sweep, key=lambda r: r["texts_per_s"])
     return {**best, "sweep": sweep}
+
+
+def comparing(args: argparse.Namespace) -> bool:
+    return args.compare_guard_tag is not None or args.compare_classifier_tag is not None
+
+
+def phase_compare(args: argparse.Namespace, corpus: TextCorpus, deadline: Deadline) -> dict[str, Any]:
+    """Variant A against variant B on the floor, alternating rounds (loadtests/_compare.py)."""
+    from loadtests._compare import compare_variants, parse_pair
+    from loadtests._floor import load_pair, measure_floor
+
+    try:
+        classifiers = parse_pair(args.compare_classifier_tag, args.classifier_tag)
+        guards = parse_pair(args.compare_guard_tag, args.guard_tag)
+    except ValueError as error:
+        raise BenchError(str(error)) from error
+    resolved = {
+        label: (resolve_model(classifiers[i]), resolve_model(guards[i])) for i, label in enumerate(("a", "b"))
+    }
+    tags = {label: (c[0], g[0]) for label, (c, g) in resolved.items()}
+    wanted = 2 * args.compare_rounds * args.compare_round_s
+    round_s = args.compare_round_s * deadline.bounded(wanted, reserve_s=240.0) / wanted
+    if round_s <= 0:
+        raise BenchError("no time left for the comparison phase")
+
+    def load(label: str) -> tuple[Any, Any]:
+        (_, classifier_dir), (_, guard_dir) = resolved[label]
+        return load_pair(classifier_dir, guard_dir, variant="int8", intra_op_threads=args.compare_threads or None)
+
+    result = compare_variants(
+        load, tags, corpus.benign, measure=measure_floor, rounds=args.compare_rounds, round_s=round_s,
+        batch_size=args.compare_batch,
+    )
+    logger.info(
+        "compare: A %.2f CPU ms/text, B %.2f CPU ms/text (B/A %.3f); throughput B/A %.3f",
+        result.a.cpu_ms_per_text or float("nan"),
+        result.b.cpu_ms_per_text or float("nan"),
+        result.cpu_ms_per_text_ratio or float("nan"),
+        result.throughput_ratio or float("nan"),
+    )
+    return result.model_dump()
 
 
 async def _smoke(url: str, body: dict[str, Any], expect_key: str, *, wait_s: float = 90.0) -> Any:
@@ -525,6 +584,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["error"] = str(error)
     report["models"] = tags
     if "error" not in report:
+        if comparing(args):
+            _run_phase("compare", report, phase_compare, args, corpus, deadline)
         if "floor" not in args.skip:
             _run_phase(
                 "floor", report, phase_floor, args, corpus, dirs["classifier"], dirs["guard"], deadline
@@ -539,7 +600,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["redis_comparison"] = redis_comparison(report["fairgate"], report["fairgate_redis"])
     if "usual" not in args.skip:
         _run_phase("usual", report, phase_usual, args, items, log_dir, deadline)
-    for name in ("floor", "fairgate", "usual"):
+    for name in ("floor", "fairgate", "usual", *(("compare",) if comparing(args) else ())):
         report.setdefault(name, {"skipped": True})
     fair = report["fairgate"]
     report.update(
@@ -590,7 +651,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "note: figures from one run on a shared 2-core machine; the load client shares the cores with the server."
     )
-    phases = ("floor", "fairgate", "usual", *(("fairgate_redis",) if args.redis else ()))
+    if "compare" in report and "error" not in report["compare"]:
+        comparison = report["compare"]
+        print(
+            f"compare (batch {comparison['batch_size']}, alternating rounds): "
+            f"A {comparison['a']['cpu_ms_per_text']} CPU ms/text, B {comparison['b']['cpu_ms_per_text']}; "
+            f"CPU B/A {comparison['cpu_ms_per_text_ratio']}, throughput B/A {comparison['throughput_ratio']}"
+        )
+    phases = (
+        "floor", "fairgate", "usual",
+        *(("fairgate_redis",) if args.redis else ()),
+        *(("compare",) if comparing(args) else ()),
+    )
     failed = [name for name in phases if "error" in report[name]] + (
         ["models"] if "error" in report else []
     )

@@ -29,6 +29,7 @@ from fairgate.models.errors import (
     EncoderSourceError,
     ExportParityError,
     FairgateModelError,
+    QuantizationError,
     StoreError,
 )
 from fairgate.models.evaluation import (
@@ -43,6 +44,7 @@ from fairgate.models.export import (
     detect_quantization_target,
     export_model_directory,
     read_manifest,
+    write_int8_variant,
     write_manifest,
 )
 from fairgate.models.finetune import (
@@ -54,6 +56,7 @@ from fairgate.models.finetune import (
     predict_logits,
     seed_everything,
 )
+from fairgate.models.static_int8 import StaticQuantization, calibration_fingerprint
 from fairgate.models.store import (
     StoredModel,
     get_stored_model,
@@ -78,10 +81,13 @@ __all__ = [
     "FinetuneResult",
     "LabelledData",
     "ParityReport",
+    "QuantizationError",
+    "StaticQuantization",
     "StoreError",
     "StoredModel",
     "build_classifier",
     "bundled_data_path",
+    "calibration_fingerprint",
     "check_deploy_gate",
     "check_parity",
     "classification_metrics",
@@ -109,5 +115,6 @@ __all__ = [
     "save_model_directory",
     "seed_everything",
     "split_data",
+    "write_int8_variant",
     "write_manifest",
 ]

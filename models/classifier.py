@@ -75,6 +75,9 @@ class ClassifierBuildConfig(BaseModel):
     int8_min_agreement: float = Field(0.99, ge=0, le=1)
     parity_samples: int = Field(512, ge=1)
     quantization: Literal["auto", "avx512_vnni", "avx512", "avx2", "arm64"] = "auto"
+    # int8 mode: auto = static (calibrated on the training texts) when it passes parity, else dynamic.
+    quantization_mode: Literal["auto", "static", "dynamic"] = "auto"
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     # The input normalisation trained with and recorded in the manifest (serving applies it).
     # The guard's default too, so the service can share one tokenizer call between them.
     normalization: Literal["social", "none"] = "social"
@@ -305,6 +308,7 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
     from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
     from fairgate.models.finetune import finetune, seed_everything
     from fairgate.models.pipeline import StoreTarget, export_and_store, limit_torch_threads
+    from fairgate.models.static_int8 import StaticQuantization
 
     started = time.perf_counter()
     limit_torch_threads(config.torch_threads or _auto_threads())
@@ -340,6 +344,7 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
         model=model, tokenizer=tokenizer, task=task, labels=labels,
         max_length=config.finetune.max_length, normalization=normalization,
         parity_texts=splits.validation.texts[: config.parity_samples],
+        calibration_texts=splits.train.texts,
     )
     metadata = {
         "role": "classifier",
@@ -380,6 +385,12 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
             parity_tolerance=config.parity_tolerance,
             int8_min_agreement=config.int8_min_agreement,
             quantization=config.quantization,
+            quantization_mode=config.quantization_mode,
+            static=StaticQuantization(
+                method=config.calibration_method,
+                # integer-ops calibrates with minmax; the histogram methods need the qdq format
+                quant_format="integer-ops" if config.calibration_method == "minmax" else "qdq",
+            ),
             copy_to=config.output_dir,
         ),
         metadata=metadata,

@@ -1,4 +1,4 @@
-"""``fairgate build classifier``, ``fairgate evaluate`` and ``fairgate models``.
+"""``fairgate build classifier``, ``fairgate evaluate``, ``fairgate models`` and ``fairgate quantize``.
 
 Registered into the one ``fairgate`` parser by ``fairgate.service.cli``. Handlers import the
 heavy libraries inside themselves (``fairgate --help`` stays instant), print their
@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
     models = subparsers.add_parser("models", help="list the fairgate models in the BentoML store")
     models.add_argument("--json", action="store_true", help="print one JSON array")
     models.set_defaults(handler=_handle_models)
+    from fairgate.models.quantize_cli import register_quantize
+
+    register_quantize(subparsers)
 
 
 def _register_build(build_subparsers: argparse._SubParsersAction) -> None:
@@ -84,6 +87,11 @@ def _register_build(build_subparsers: argparse._SubParsersAction) -> None:
         choices=["avx2", "auto", "avx512_vnni", "avx512", "arm64"],
         help="int8 config: avx2 (default; runs on every AVX2 host) or auto (match this CPU)",
     )
+    ex.add_argument("--quantization-mode", choices=["auto", "static", "dynamic"], default="auto",
+                    help="int8: auto (default) = static, calibrated on the training texts, when it passes "
+                    "parity, else dynamic; static/dynamic force one (docs/models.md)")
+    ex.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                    help="static int8 activation ranges (default: minmax)")
     ex.add_argument("--normalization", choices=["social", "none"], default="social",
                     help="input normalisation trained with and recorded in the manifest (default: social)")
     ex.add_argument("--parity-tolerance", type=float, default=1e-3, help="fp32 max |logit diff|")
@@ -190,6 +198,8 @@ def _handle_build(args: argparse.Namespace) -> int:
             parity_tolerance=args.parity_tolerance,
             int8_min_agreement=args.int8_min_agreement,
             quantization=args.quantization,
+            quantization_mode=args.quantization_mode,
+            calibration_method=args.calibration_method,
             normalization=args.normalization,
             output_dir=args.output_dir,
             torch_threads=args.threads,

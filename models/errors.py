@@ -15,6 +15,7 @@ __all__ = [
     "ExportParityError",
     "FairgateModelError",
     "FairnessGateError",
+    "QuantizationError",
     "StoreError",
 ]
 
@@ -36,6 +37,10 @@ class ExportParityError(FairgateModelError):
 
     Raised before anything is stored, so a broken export never reaches serving.
     """
+
+
+class QuantizationError(FairgateModelError, ValueError):
+    """An int8 variant that cannot be made: no calibration texts, unknown method or mode."""
 
 
 class DeployGateError(FairgateModelError):

@@ -1,4 +1,4 @@
-"""ONNX export through optimum, graph optimisation, dynamic int8 quantisation, parity.
+"""ONNX export through optimum, graph optimisation, int8 quantisation (static or dynamic), parity.
 
 The model directory written here is the seam with serving (docs/CONTRACTS.md section 1):
 ``model.onnx`` (fp32, graph-optimised), ``model.int8.onnx``, the tokenizer files and
@@ -16,7 +16,7 @@ import logging
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +25,8 @@ import numpy as np
 
 from fairgate.guardrails.contracts import MULTI_LABEL_TASK, Task
 from fairgate.guardrails.manifest import DEFAULT_FILES, MANIFEST_FORMAT, ModelManifest, Variant, read_manifest
-from fairgate.models.errors import ExportParityError
+from fairgate.models.errors import ExportParityError, QuantizationError
+from fairgate.models.static_int8 import StaticQuantization, freeze_dynamic_scales, quantize_static_file
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -34,12 +35,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MANIFEST_FORMAT",
+    "QUANTIZATION_MODES",
     "ParityReport",
+    "QuantizationMode",
     "QuantizationTarget",
     "check_parity",
     "detect_quantization_target",
     "export_model_directory",
+    "hf_encoder",
     "read_manifest",
+    "write_int8_variant",
     "write_manifest",
 ]
 
@@ -113,7 +118,7 @@ def detect_quantization_target(cpuinfo: str | None = None) -> QuantizationTarget
 _KEEP_FP32 = ("/output/dense/MatMul", "/ffn/lin2/MatMul")
 
 
-def _fp32_nodes(model_path: Path) -> list[str]:
+def _fp32_nodes(model_path: Path, suffixes: Sequence[str] = _KEEP_FP32) -> list[str]:
     """MatMul nodes left in fp32: the FFN down-projections (see ``_KEEP_FP32``)."""
     import onnx
 
@@ -123,7 +128,7 @@ def _fp32_nodes(model_path: Path) -> list[str]:
         for node in graph.node
         if node.op_type == "MatMul"
         and "attention" not in node.name
-        and any(node.name.endswith(suffix) for suffix in _KEEP_FP32)
+        and any(node.name.endswith(suffix) for suffix in suffixes)
     ]
 
 
@@ -136,6 +141,104 @@ def _quantization_config(target: QuantizationTarget, *, exclude: list[str]):
     # PyTorch on validation/test: per-tensor 0.965/-, per-channel 0.986/0.972, per-channel
     # with the FFN down-projections in fp32 1.000/0.993. Parity needs >= 0.99.
     return factory(is_static=False, per_channel=True, nodes_to_exclude=exclude)
+
+
+QuantizationMode = Literal["static", "dynamic"]
+QUANTIZATION_MODES: tuple[QuantizationMode, ...] = ("static", "dynamic")
+
+
+def hf_encoder(tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> Callable[[list[str]], dict[str, np.ndarray]]:
+    """Texts -> int64 feeds padded to the longest text, as the exported graph takes them."""
+
+    def encode(texts: list[str]) -> dict[str, np.ndarray]:
+        enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+        arrays = {k: np.asarray(enc[k], dtype=np.int64) for k in _ONNX_INPUTS if k in enc}
+        arrays.setdefault("token_type_ids", np.zeros_like(arrays["input_ids"]))
+        return arrays
+
+    return encode
+
+
+def write_int8_variant(
+    model_dir: Path,
+    *,
+    mode: QuantizationMode,
+    target: QuantizationTarget = DEFAULT_QUANTIZATION_TARGET,
+    calibration_texts: Sequence[str] | None = None,
+    encode: Callable[[list[str]], Mapping[str, np.ndarray]] | None = None,
+    static: StaticQuantization | None = None,
+) -> dict[str, Any]:
+    """(Re)write ``model_dir``'s int8 graph from its fp32 graph; return the quantisation record.
+
+    Separate from the export so that a build can retry with the other mode when one fails
+    parity, and so that ``fairgate quantize`` can re-quantise a stored model. ``encode``
+    must return feeds keyed by the graph's input names (only those the graph takes are
+    passed on).
+    """
+    model_dir = Path(model_dir)
+    fp32_path, int8_path = model_dir / DEFAULT_FILES["fp32"], model_dir / DEFAULT_FILES["int8"]
+    if mode == "static":
+        if encode is None or not calibration_texts:
+            raise QuantizationError(
+                "static int8 needs calibration texts (the model's training texts); pass "
+                "--calibration-texts FILE or use --quantization-mode dynamic"
+            )
+        wanted = set(_onnx_input_names(fp32_path))
+        encoder = encode
+
+        def feeds(texts: list[str]) -> dict[str, np.ndarray]:
+            return {k: v for k, v in encoder(texts).items() if k in wanted}
+
+        config = static or StaticQuantization()
+        with tempfile.TemporaryDirectory(prefix="fairgate-static-int8-") as scratch:
+            out = Path(scratch) / "model_int8.onnx"
+            if config.quant_format == "integer-ops":
+                dynamic_record = _write_dynamic_int8(
+                    fp32_path, Path(scratch) / "dynamic.onnx", target, config.keep_fp32_suffixes
+                )
+                record = {
+                    **dynamic_record,
+                    **freeze_dynamic_scales(
+                        Path(scratch) / "dynamic.onnx", out, texts=calibration_texts, encode=feeds, config=config
+                    ),
+                }
+            else:
+                record = quantize_static_file(fp32_path, out, texts=calibration_texts, encode=feeds, config=config)
+            shutil.copyfile(out, int8_path)
+        return record
+    if mode != "dynamic":
+        raise QuantizationError(f"quantization mode {mode!r} is not one of {', '.join(QUANTIZATION_MODES)}")
+    return _write_dynamic_int8(fp32_path, int8_path, target)
+
+
+def _write_dynamic_int8(
+    fp32_path: Path, int8_path: Path, target: QuantizationTarget, keep_fp32: Sequence[str] = _KEEP_FP32
+) -> dict[str, Any]:
+    from optimum.onnxruntime import ORTQuantizer
+
+    with tempfile.TemporaryDirectory(prefix="fairgate-dynamic-int8-") as scratch_name:
+        scratch = Path(scratch_name)
+        src, q_dir = scratch / "src", scratch / "int8"
+        src.mkdir()
+        shutil.copyfile(fp32_path, src / "model.onnx")
+        config = fp32_path.parent / "config.json"
+        if config.exists():
+            shutil.copyfile(config, src / "config.json")
+        quantizer = ORTQuantizer.from_pretrained(src, file_name="model.onnx")
+        kept_fp32 = _fp32_nodes(src / "model.onnx", keep_fp32)
+        qconfig = _quantization_config(target, exclude=kept_fp32)
+        with _quiet_root_logger():  # onnxruntime logs one INFO line per tensor to the root logger
+            quantizer.quantize(quantization_config=qconfig, save_dir=q_dir, file_suffix="int8")
+        shutil.copyfile(q_dir / "model_int8.onnx", int8_path)
+    return {
+        "mode": "dynamic",
+        "per_channel": bool(qconfig.per_channel),
+        "reduce_range": bool(qconfig.reduce_range),
+        "activations_dtype": str(qconfig.activations_dtype.name),
+        "weights_dtype": str(qconfig.weights_dtype.name),
+        "operators": list(qconfig.operators_to_quantize),
+        "fp32_nodes": kept_fp32,
+    }
 
 
 def write_manifest(
@@ -185,6 +288,9 @@ def export_model_directory(
     optimization_level: int = 2,
     opset: int | None = None,
     normalization: TextNormalization | None = None,
+    quantization_mode: QuantizationMode = "dynamic",
+    calibration_texts: Sequence[str] | None = None,
+    static: StaticQuantization | None = None,
 ) -> dict:
     """Export ``model`` to a fairgate model directory at ``output`` (created, must be empty).
 
@@ -192,12 +298,14 @@ def export_model_directory(
     texts; recorded in ``fairgate.json`` so serving applies it (``None``: none recorded).
 
     optimum's ``main_export`` writes the fp32 graph; ``ORTOptimizer`` fuses it (level 2:
-    attention, LayerNorm, GELU fusions for CPU); ``ORTQuantizer`` writes the dynamic int8
-    variant with the config of this CPU. Returns a description of the export for the
+    attention, LayerNorm, GELU fusions for CPU); :func:`write_int8_variant` writes the int8
+    variant: ``quantization_mode="static"`` calibrates on ``calibration_texts`` (the
+    training texts, normalised) with ``static``'s settings, ``"dynamic"`` uses optimum's
+    dynamic config of this CPU. Returns a description of the export for the
     store metadata (quantisation target and config, optimisation level, file sizes).
     """
     from optimum.exporters.onnx import main_export
-    from optimum.onnxruntime import ORTOptimizer, ORTQuantizer
+    from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import OptimizationConfig
 
     output = Path(output)
@@ -205,7 +313,7 @@ def export_model_directory(
     target = detect_quantization_target() if quantization == "auto" else quantization
     with tempfile.TemporaryDirectory(prefix="fairgate-export-") as scratch_name:
         scratch = Path(scratch_name)
-        hf_dir, onnx_dir, opt_dir, q_dir = (scratch / n for n in ("hf", "onnx", "opt", "int8"))
+        hf_dir, onnx_dir, opt_dir = (scratch / n for n in ("hf", "onnx", "opt"))
         model.save_pretrained(hf_dir)
         tokenizer.save_pretrained(hf_dir)
         main_export(
@@ -224,16 +332,17 @@ def export_model_directory(
         # ONNX shape inference cannot type; ORT's symbolic shape inference can, and the
         # quantizer needs every MatMul output typed.
         _infer_shapes(opt_dir / "model.onnx", opt_dir / "model.onnx")
-        quantizer = ORTQuantizer.from_pretrained(opt_dir, file_name="model.onnx")
-        kept_fp32 = _fp32_nodes(opt_dir / "model.onnx")
-        qconfig = _quantization_config(target, exclude=kept_fp32)
-        with _quiet_root_logger():  # onnxruntime logs one INFO line per tensor to the root logger
-            int8_path = quantizer.quantize(quantization_config=qconfig, save_dir=q_dir, file_suffix="int8")
         shutil.copyfile(opt_dir / "model.onnx", output / DEFAULT_FILES["fp32"])
-        del int8_path  # optimum returns the directory; the file is model_int8.onnx
-        shutil.copyfile(q_dir / "model_int8.onnx", output / DEFAULT_FILES["int8"])
     tokenizer.save_pretrained(output)
     model.config.save_pretrained(output)
+    quantization_record = write_int8_variant(
+        output,
+        mode=quantization_mode,
+        target=target,
+        calibration_texts=calibration_texts,
+        encode=hf_encoder(tokenizer, max_length=max_length),
+        static=static,
+    )
     input_names = _onnx_input_names(output / DEFAULT_FILES["fp32"])
     manifest = write_manifest(
         output,
@@ -245,15 +354,7 @@ def export_model_directory(
     )
     return {
         "quantization_target": target,
-        "quantization": {
-            "mode": "dynamic",
-            "per_channel": bool(qconfig.per_channel),
-            "reduce_range": bool(qconfig.reduce_range),
-            "activations_dtype": str(qconfig.activations_dtype.name),
-            "weights_dtype": str(qconfig.weights_dtype.name),
-            "operators": list(qconfig.operators_to_quantize),
-            "fp32_nodes": kept_fp32,
-        },
+        "quantization": quantization_record,
         "optimization_level": optimization_level,
         "input_names": input_names,
         "normalization": manifest.get("normalization"),

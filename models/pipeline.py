@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -22,12 +22,14 @@ import numpy as np
 
 from fairgate.guardrails.contracts import Task
 from fairgate.models.export import DEFAULT_QUANTIZATION_TARGET, QuantizationTarget
+from fairgate.models.static_int8 import StaticQuantization
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from fairgate.guardrails.normalize import TextNormalization
     from fairgate.models.card import CardSection
+    from fairgate.models.export import ParityReport, QuantizationMode
 
 __all__ = [
     "Assessment",
@@ -42,6 +44,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# ``auto``: static int8 when the build has calibration texts and static passes the parity
+# gate (deterministic per text, and as fast or faster: docs/models.md "Static int8"),
+# else dynamic. ``static`` / ``dynamic`` force one mode; a forced mode that fails parity
+# stores nothing.
+BuildQuantizationMode = Literal["auto", "static", "dynamic"]
 
 
 class ScoringModel(Protocol):
@@ -72,6 +79,8 @@ class TrainedModel:
 
     ``normalization`` is what the training texts went through; it is recorded in the
     manifest so serving applies it, and ``parity_texts`` must already be normalised.
+    ``calibration_texts`` (normalised training texts) calibrate static int8; empty: the
+    build can only quantise dynamically.
     """
 
     model: PreTrainedModel
@@ -81,6 +90,7 @@ class TrainedModel:
     max_length: int
     normalization: TextNormalization
     parity_texts: Sequence[str]
+    calibration_texts: Sequence[str] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +102,8 @@ class StoreTarget:
     parity_tolerance: float
     int8_min_agreement: float
     quantization: QuantizationTarget | Literal["auto"] = DEFAULT_QUANTIZATION_TARGET
+    quantization_mode: BuildQuantizationMode = "auto"
+    static: StaticQuantization = field(default_factory=StaticQuantization)
     onnx_threads: int | None = None
     copy_to: Path | None = None
 
@@ -136,34 +148,13 @@ def export_and_store(
     """
     from fairgate.guardrails.onnx_model import OnnxTextModel
     from fairgate.models.card import render_card
-    from fairgate.models.export import check_parity, export_model_directory
     from fairgate.models.store import json_safe, save_model_directory
 
     record = dict(metadata)
     with tempfile.TemporaryDirectory(prefix="fairgate-build-") as scratch:
         model_dir = Path(scratch) / "model"
         logger.info("exporting %s to ONNX (fp32 + int8)", target.name)
-        export = export_model_directory(
-            trained.model,
-            trained.tokenizer,
-            model_dir,
-            task=trained.task,
-            labels=list(trained.labels),
-            max_length=trained.max_length,
-            quantization=target.quantization,
-            normalization=trained.normalization,
-        )
-        logger.info("parity check on %d texts", len(trained.parity_texts))
-        parity = check_parity(
-            torch_model=trained.model,
-            tokenizer=trained.tokenizer,
-            model_dir=model_dir,
-            texts=list(trained.parity_texts),
-            task=trained.task,
-            max_length=trained.max_length,
-            fp32_tolerance=target.parity_tolerance,
-            int8_min_agreement=target.int8_min_agreement,
-        )
+        export, parity = _export_with_parity(trained, target, model_dir)
         record["parity"] = parity.as_dict()
         record["export"] = export
         logger.info("evaluating the int8 model")
@@ -177,3 +168,76 @@ def export_and_store(
         if target.copy_to is not None:
             shutil.copytree(model_dir, target.copy_to, dirs_exist_ok=True)
     return StoredBuild(tag=tag, metadata=record)
+
+
+def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: Path) -> tuple[dict[str, Any], ParityReport]:
+    """Export with the wanted int8 mode and check parity; ``auto`` falls back to dynamic.
+
+    Static int8 is tried first under ``auto`` when the build has calibration texts; if it
+    misses the int8 agreement gate (and fp32 is fine), the int8 graph is rewritten with
+    dynamic quantisation and checked again. The record says which mode was stored and why.
+    """
+    from fairgate.models.export import check_parity, export_model_directory, write_int8_variant
+
+    mode = target.quantization_mode
+    first: QuantizationMode = (
+        "static" if mode == "static" or (mode == "auto" and trained.calibration_texts) else "dynamic"
+    )
+    export = export_model_directory(
+        trained.model,
+        trained.tokenizer,
+        model_dir,
+        task=trained.task,
+        labels=list(trained.labels),
+        max_length=trained.max_length,
+        quantization=target.quantization,
+        normalization=trained.normalization,
+        quantization_mode=first,
+        calibration_texts=list(trained.calibration_texts),
+        static=target.static,
+    )
+
+    def parity(raise_on_failure: bool) -> ParityReport:
+        logger.info("parity check on %d texts (%s int8)", len(trained.parity_texts), export["quantization"]["mode"])
+        return check_parity(
+            torch_model=trained.model,
+            tokenizer=trained.tokenizer,
+            model_dir=model_dir,
+            texts=list(trained.parity_texts),
+            task=trained.task,
+            max_length=trained.max_length,
+            fp32_tolerance=target.parity_tolerance,
+            int8_min_agreement=target.int8_min_agreement,
+            raise_on_failure=raise_on_failure,
+        )
+
+    fallback = mode == "auto" and first == "static"
+    report = parity(raise_on_failure=not fallback)
+    if mode == "auto" and first == "dynamic":
+        reason = "auto: no calibration texts, dynamic stored"
+    else:
+        reason = f"{mode}: {first} passed parity"
+    if fallback and not report.passed:
+        if report.fp32_max_abs_diff > target.parity_tolerance:
+            parity(raise_on_failure=True)  # fp32 itself is wrong: no int8 mode can fix that
+        logger.warning(
+            "static int8 label agreement %.4f is below %.4f; storing dynamic int8 instead",
+            report.int8_label_agreement,
+            target.int8_min_agreement,
+        )
+        static_record = export["quantization"]
+        export["quantization"] = write_int8_variant(
+            model_dir,
+            mode="dynamic",
+            target=export["quantization_target"],
+        )
+        export["quantization"]["static_attempt"] = {
+            "calibration": static_record.get("calibration"),
+            "int8_label_agreement": report.int8_label_agreement,
+            "int8_max_abs_diff": report.int8_max_abs_diff,
+        }
+        reason = "auto: static missed the int8 agreement gate, dynamic stored"
+        export["sizes_bytes"]["int8"] = (model_dir / "model.int8.onnx").stat().st_size
+        report = parity(raise_on_failure=True)
+    export["quantization"]["chosen_because"] = reason
+    return export, report

@@ -56,6 +56,9 @@ class GuardBuildConfig(BaseModel):
     parity_tolerance: float = Field(1e-3, gt=0)
     int8_min_agreement: float = Field(0.99, ge=0, le=1)
     parity_texts: int = Field(256, ge=1)
+    # int8 mode: auto = static (calibrated on the training texts) when it passes parity, else dynamic.
+    quantization_mode: Literal["auto", "static", "dynamic"] = "auto"
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     test_split_out: Path | None = None
     threads: int | None = Field(None, ge=1)
     # Fair and robust by default (docs/guard.md): the input normalisation recorded in the
@@ -68,6 +71,10 @@ class GuardBuildConfig(BaseModel):
     counterfactual_space: Literal["probability", "logit"] = "probability"
     noise_fraction: float = Field(0.25, ge=0, le=1)
     freeze_embeddings: bool = True
+    # Encoder layers kept frozen from the bottom (0: train all). Fewer trainable layers keep
+    # more of the pretrained encoder, which helps a guard trained on a few thousand
+    # team-written texts read real text it has never seen the like of.
+    freeze_layers: int = Field(0, ge=0)
     # The fairness gate, on the identity evaluation set (kept apart from training by
     # template) at the recommended thresholds: nothing is stored when it fails.
     identity_eval_data: Path | None = None
@@ -99,6 +106,7 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
     from fairgate.models.guard._recipes import recipe_for
     from fairgate.models.guard._source import parse_source
     from fairgate.models.pipeline import StoreTarget, TrainedModel, export_and_store, limit_torch_threads
+    from fairgate.models.static_int8 import StaticQuantization
 
     started = time.perf_counter()
     limit_torch_threads(config.threads)
@@ -125,12 +133,19 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
             max_length=_max_length(config.max_length, prepared.tokenizer),
             normalization=prepared.normalization,
             parity_texts=list(prepared.parity_texts)[: config.parity_texts],
+            calibration_texts=list(prepared.calibration_texts),
         ),
         target=StoreTarget(
             name=config.name,
             store_labels={"role": "guard", "source": source.kind},
             parity_tolerance=config.parity_tolerance,
             int8_min_agreement=config.int8_min_agreement,
+            quantization_mode=config.quantization_mode,
+            static=StaticQuantization(
+                method=config.calibration_method,
+                # integer-ops calibrates with minmax; the histogram methods need the qdq format
+                quant_format="integer-ops" if config.calibration_method == "minmax" else "qdq",
+            ),
             onnx_threads=config.threads,
         ),
         metadata=metadata,

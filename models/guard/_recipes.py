@@ -73,6 +73,9 @@ class PreparedGuard:
     test_name: str | None
     untrained: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Normalised training texts that calibrate static int8 (empty for converted
+    # checkpoints: their training data is not here, so they are quantised dynamically).
+    calibration_texts: Sequence[str] = ()
 
 
 class GuardRecipe(Protocol):
@@ -175,6 +178,7 @@ class TrainRecipe:
             test_name=f"{self.name} held-out test split ({config.test_fraction:g}, seed {config.seed})",
             untrained=[c for c in CATEGORIES if c not in dataset.known_categories],
             metadata={"data": data, "training": training},
+            calibration_texts=list(splits.train.texts),
         )
 
 

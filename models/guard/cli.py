@@ -57,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
     parser.add_argument("--parity-tolerance", type=float, default=1e-3, help="fp32 max |logit diff|")
     parser.add_argument("--int8-min-agreement", type=float, default=0.99,
                         help="minimum int8 agreement of thresholded labels")
+    parser.add_argument("--quantization-mode", choices=("auto", "static", "dynamic"), default="auto",
+                        help="int8: auto (default) = static, calibrated on the training texts, when it passes "
+                        "parity, else dynamic; static/dynamic force one (docs/models.md)")
+    parser.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                        help="static int8 activation ranges (default: minmax)")
     fair = parser.add_argument_group("fairness and robustness (docs/guard.md)")
     fair.add_argument("--normalization", choices=("auto", "social", "none"), default="auto",
                       help="input normalisation, recorded in the manifest (auto: social for trained guards)")
@@ -68,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
                       help="pair probabilities (default; keeps confident scores) or raw logits (Garg et al.)")
     fair.add_argument("--noise-fraction", type=float, default=0.25,
                       help="share of training texts that gain a noisy social-media-form copy")
+    fair.add_argument("--freeze-layers", type=int, default=0,
+                      help="encoder layers kept frozen from the bottom (0: train all)")
     fair.add_argument("--train-embeddings", action="store_true",
                       help="fine-tune the word embeddings too (default: frozen)")
     fair.add_argument("--identity-eval-data", type=Path,
@@ -121,6 +128,8 @@ def _handle_build_guard(args: argparse.Namespace) -> int:
             identity_data=args.identity_data,
             parity_tolerance=args.parity_tolerance,
             int8_min_agreement=args.int8_min_agreement,
+            quantization_mode=args.quantization_mode,
+            calibration_method=args.calibration_method,
             test_split_out=args.test_split_out,
             threads=args.threads,
             normalization=args.normalization,
@@ -129,6 +138,7 @@ def _handle_build_guard(args: argparse.Namespace) -> int:
             counterfactual_space=args.counterfactual_space,
             noise_fraction=args.noise_fraction,
             freeze_embeddings=not args.train_embeddings,
+            freeze_layers=args.freeze_layers,
             identity_eval_data=args.identity_eval_data,
             fairness_gate=not args.no_fairness_gate,
             fairness_max_flag_rate=args.fairness_max_flag_rate,

@@ -63,6 +63,11 @@ def test_build_stores_model_and_evaluate_reports(
     assert "stored cli-test-clf:" in out and "parity on" in out
     card = (tmp_path / "copy" / "MODEL_CARD.md").read_text()
     assert "# Model card: cli-test-clf" in card and "| female |" in card
+    from fairgate.models.store import get_stored_model
+
+    quantization = get_stored_model("cli-test-clf").metadata["export"]["quantization"]
+    assert quantization["mode"] in {"static", "dynamic"}  # auto: static when it passes parity
+    assert quantization["chosen_because"].startswith("auto: ")
 
     assert main(["models", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)

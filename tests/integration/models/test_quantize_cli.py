@@ -1,0 +1,75 @@
+"""``fairgate quantize``: a stored model re-quantised statically becomes a new version; a
+failed gate stores nothing (exit 4)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fairgate.service.cli import main
+from tests.helpers.tiny_models import save_tiny_model_to_store
+
+TEXTS = ["the product is good", "terrible service never again", "i love this movie",
+         "awful food and rude staff", "great quality fast delivery", "it works", "no",
+         "the staff were kind and the price was very good", "broken on arrival, returned it"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def stored() -> str:
+    return save_tiny_model_to_store("quantize-cli-test", seed=5)
+
+
+def _texts(path: Path) -> Path:
+    path.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    return path
+
+
+def test_static_requantization_is_stored_with_its_calibration(
+    stored: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from fairgate.models.store import get_stored_model
+
+    texts = _texts(tmp_path / "texts.txt")
+    code = main(["quantize", "--model", stored, "--mode", "static", "--calibration-texts", str(texts),
+                 "--calibration-samples", "5", "--parity-texts", str(texts), "--int8-min-agreement", "0", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["from"] == stored and out["tag"] != stored
+    assert out["batch_dependence"] <= 1e-6
+    metadata = get_stored_model(out["tag"]).metadata
+    assert metadata["requantized_from"] == stored
+    assert metadata["export"]["quantization"]["mode"] == "static"
+    assert metadata["export"]["quantization"]["calibration"]["fingerprint"].startswith("sha256:")
+
+
+def test_failed_gate_exits_4_and_stores_nothing(stored: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from fairgate.models.store import list_stored_models
+
+    before = {m.tag for m in list_stored_models()}
+    texts = _texts(tmp_path / "texts.txt")
+    code = main(["quantize", "--model", stored, "--mode", "static", "--calibration-texts", str(texts),
+                 "--calibration-samples", "5", "--parity-texts", str(texts), "--int8-min-agreement", "1.01"])
+    assert code == 4
+    assert "nothing was stored" in capsys.readouterr().err
+    assert {m.tag for m in list_stored_models()} == before
+
+
+def test_static_without_calibration_texts_names_the_fix(stored: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    code = main(["quantize", "--model", stored, "--mode", "static", "--parity-texts",
+                 str(_texts(tmp_path / "t.txt"))])
+    assert code == 1
+    assert "--calibration-texts FILE" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""Static int8: builds on a tiny model, passes parity, records its calibration, and a
+text's score does not depend on the batch it is scored in."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fairgate.models.encoder import load_sequence_classifier, load_tokenizer, resolve_encoder
+from fairgate.models.errors import QuantizationError
+from fairgate.models.export import check_parity, export_model_directory, write_int8_variant
+from fairgate.models.finetune import seed_everything
+from fairgate.models.static_int8 import StaticQuantization, calibration_fingerprint, select_calibration_texts
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION = [
+    "the product is good", "terrible service never again", "i love this movie",
+    "awful food and rude staff", "great quality fast delivery", "it works",
+    "the staff were kind and the price was very good", "broken on arrival, returned it",
+    "i would not recommend this place to anyone ever again, the worst service",
+    "so slow", "excellent film", "they are nice people and the food is great",
+]
+# Held apart from calibration; very different lengths so batch-mates pad each other.
+TEXTS = [
+    "good", "the movie was terrible", "i hate it",
+    "the delivery arrived late and the product was broken but the staff were kind and they returned it fast",
+    "great", "not bad at all, quite good really", "awful awful awful",
+    "my woman friend said the food was the best she ever had", "no",
+]
+
+
+@pytest.fixture(scope="module", params=["integer-ops", "qdq"])
+def static_export(request: pytest.FixtureRequest, tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    encoder = resolve_encoder(str(tiny_encoder_dir))
+    tokenizer = load_tokenizer(encoder)
+    seed_everything(1)
+    model = load_sequence_classifier(encoder, labels=["negative", "positive"])
+    model.eval()
+    out = tmp_path_factory.mktemp("static") / "model"
+    export = export_model_directory(
+        model, tokenizer, out, task="single_label_classification", labels=["negative", "positive"],
+        max_length=32, quantization_mode="static", calibration_texts=CALIBRATION,
+        static=StaticQuantization(method="minmax", quant_format=request.param),
+    )
+    return model, tokenizer, out, export
+
+
+def test_static_export_passes_parity(static_export) -> None:
+    model, tokenizer, out, _ = static_export
+    report = check_parity(torch_model=model, tokenizer=tokenizer, model_dir=out, texts=TEXTS,
+                          task="single_label_classification", max_length=32)
+    assert report.passed
+    assert report.int8_label_agreement >= 0.99
+
+
+def test_static_export_records_method_and_calibration_fingerprint(static_export) -> None:
+    _, _, out, export = static_export
+    quantization = export["quantization"]
+    assert quantization["mode"] == "static"
+    assert quantization["format"] in {"qdq", "integer-ops"}
+    assert quantization["per_channel"] is True
+    assert quantization["weights_dtype"] == "QUInt8"  # AVX2 without VNNI: no u8 x s8 saturation
+    assert quantization["calibration"]["method"] == "minmax"
+    assert quantization["calibration"]["texts"] == len(CALIBRATION)
+    assert quantization["calibration"]["fingerprint"] == calibration_fingerprint(
+        select_calibration_texts(CALIBRATION, limit=256)
+    )
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(out / "model.int8.onnx")).graph.node}
+    assert "QuantizeLinear" in ops and "DynamicQuantizeLinear" not in ops
+
+
+def _scores(model_dir: Path, texts: list[str], *, bucket_size: int | None = None) -> np.ndarray:
+    from fairgate.guardrails.onnx_model import OnnxTextModel
+
+    model = OnnxTextModel.from_directory(model_dir, variant="int8", intra_op_threads=1, bucket_size=bucket_size)
+    return model.predict_proba(texts)
+
+
+def _batch_dependence(model_dir: Path) -> float:
+    """Max |score alone - score inside a batch| over TEXTS, for batches of several compositions."""
+    alone = np.concatenate([_scores(model_dir, [t]) for t in TEXTS])
+    worst = 0.0
+    for mates in (TEXTS, TEXTS[::-1], TEXTS + CALIBRATION, [TEXTS[3], *TEXTS]):
+        batch = _scores(model_dir, mates)
+        for i, text in enumerate(TEXTS):
+            row = mates.index(text)
+            worst = max(worst, float(np.max(np.abs(batch[row] - alone[i]))))
+    return worst
+
+
+def test_static_int8_score_does_not_depend_on_batch_mates(static_export) -> None:
+    _, _, out, _ = static_export
+    assert _batch_dependence(out) <= 1e-6
+
+
+def test_dynamic_int8_batch_dependence_is_only_documented(static_export, tmp_path: Path) -> None:
+    # Dynamic int8 computes activation scales per batch, so scores may move with batch-mates;
+    # the figure is logged (docs/models.md), not asserted: on a tiny model it can be zero.
+    _, _, out, _ = static_export
+    dynamic = tmp_path / "dynamic"
+    shutil.copytree(out, dynamic)
+    record = write_int8_variant(dynamic, mode="dynamic")
+    assert record["mode"] == "dynamic"
+    logger.info("dynamic int8 batch dependence on the tiny model: %.3g", _batch_dependence(dynamic))
+
+
+def test_static_without_calibration_texts_names_the_fix(static_export, tmp_path: Path) -> None:
+    _, _, out, _ = static_export
+    copy = tmp_path / "m"
+    shutil.copytree(out, copy)
+    with pytest.raises(QuantizationError, match="--calibration-texts FILE or use --quantization-mode dynamic"):
+        write_int8_variant(copy, mode="static", calibration_texts=[])
+
+
+def test_unknown_calibration_method_names_the_choices() -> None:
+    with pytest.raises(QuantizationError, match="minmax, entropy or percentile"):
+        StaticQuantization(method="kl")  # type: ignore[arg-type]
+    with pytest.raises(QuantizationError, match="--static-format qdq"):
+        StaticQuantization(method="percentile", quant_format="integer-ops")
+
+
+def test_auto_mode_falls_back_to_dynamic_when_static_misses_the_gate(
+    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fairgate.models.export as export_module
+    from fairgate.guardrails.normalize import TextNormalization
+    from fairgate.models.export import ParityReport
+    from fairgate.models.pipeline import StoreTarget, TrainedModel, _export_with_parity
+
+    encoder = resolve_encoder(str(tiny_encoder_dir))
+    seed_everything(1)
+    model = load_sequence_classifier(encoder, labels=["negative", "positive"])
+    modes: list[str] = []
+
+    def fake_parity(*, model_dir: Path, int8_min_agreement: float, raise_on_failure: bool = True, **_: object):
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(str(model_dir / "model.int8.onnx")).graph.node}
+        static = "DynamicQuantizeLinear" not in ops
+        modes.append("static" if static else "dynamic")
+        return ParityReport(n=6, fp32_max_abs_diff=0.0, fp32_label_agreement=1.0, int8_max_abs_diff=0.1,
+                            int8_label_agreement=0.5 if static else 1.0, fp32_tolerance=1e-3,
+                            int8_min_agreement=int8_min_agreement)
+
+    monkeypatch.setattr(export_module, "check_parity", fake_parity)
+    trained = TrainedModel(model=model, tokenizer=load_tokenizer(encoder), task="single_label_classification",
+                           labels=["negative", "positive"], max_length=32, normalization=TextNormalization.none(),
+                           parity_texts=TEXTS, calibration_texts=CALIBRATION)
+    target = StoreTarget(name="t", store_labels={}, parity_tolerance=1e-3, int8_min_agreement=0.99)
+    export, report = _export_with_parity(trained, target, tmp_path / "m")
+    assert modes == ["static", "dynamic"]
+    assert report.passed
+    assert export["quantization"]["mode"] == "dynamic"
+    assert export["quantization"]["static_attempt"]["int8_label_agreement"] == 0.5
+    assert "static missed the int8 agreement gate" in export["quantization"]["chosen_because"]
