@@ -271,10 +271,11 @@ def test_sigkill_of_one_server_loses_at_most_its_in_flight_requests(fleet: Fleet
 
     def kill_later() -> None:
         time.sleep(2.0)
-        victim.kill()
-        # Taken once the kill has landed: a request sent while kill() was still walking the
-        # process tree may have been recorded by the victim, so it counts as in flight.
         killed["at"] = time.monotonic()
+        victim.kill()
+        # kill() walks the process tree before and after the signal: a request sent to the
+        # victim meanwhile may or may not have been recorded before it died.
+        killed["done"] = time.monotonic()
         time.sleep(1.0)
         stop.set()
 
@@ -284,9 +285,12 @@ def test_sigkill_of_one_server_loses_at_most_its_in_flight_requests(fleet: Fleet
     killer.join(timeout=60)
     answered = [s for s in sent if s.status == 200]
     lost = [s for s in sent if s.status != 200 and s.server == 1 and s.started < killed["at"]]
+    racing = [s for s in sent if s.status != 200 and s.server == 1 and killed["at"] <= s.started < killed["done"]]
     assert all(s.status == 200 for s in sent if s.server == 0)  # the survivor never failed
-    assert len(lost) <= THREADS  # at most one request in flight per client
+    assert len(lost) <= THREADS  # at most one request in flight per client when the kill began
     after = sum(n for n, _ in fleet_views(fleet, [survivor])[0]["counts"].values())
     recorded = after - before
     # everything answered was recorded before it was answered; of the lost, some may have been
-    assert len(answered) <= recorded <= len(answered) + len(lost), (len(answered), recorded, len(lost))
+    assert len(answered) <= recorded <= len(answered) + len(lost) + len(racing), (
+        len(answered), recorded, len(lost), len(racing)
+    )
