@@ -58,15 +58,23 @@ _FIXES: dict[int, str] = {
 _GIVE_UP_FIX = "or allow longer with RetryPolicy(max_attempts=..., max_total_wait_s=...)"
 
 
+def _body(item: ClassifyItem) -> dict[str, Any]:
+    """``explain`` only when asked: a server older than explanations refuses unknown fields."""
+    body = item.model_dump()
+    if not body["explain"]:
+        del body["explain"]
+    return body
+
+
 def item_body(item: ItemLike) -> dict[str, Any]:
     """The JSON of one item; a bad item fails here, naming what to pass instead."""
     if isinstance(item, ClassifyItem):
-        return item.model_dump()
+        return _body(item)
     if isinstance(item, str):
         return {"text": item, "group": None}
     if isinstance(item, Mapping):
         try:
-            return ClassifyItem.model_validate(dict(item)).model_dump()
+            return _body(ClassifyItem.model_validate(dict(item)))
         except ValidationError as error:
             raise ValueError(
                 f"item {dict(item)!r} is not {{'text': str, 'group': str | None}}: {error.errors()[0]['msg']}"

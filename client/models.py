@@ -21,9 +21,12 @@ __all__ = [
     "Action",
     "ClassifyItem",
     "ClassifyResult",
+    "ExplainedLabel",
+    "ExplainedWord",
     "GroupStatus",
     "GuardStatus",
     "GuardrailsStatus",
+    "ItemExplanation",
     "ModelInfo",
     "MonitorStatus",
     "Reason",
@@ -50,6 +53,7 @@ class ClassifyItem(BaseModel):
 
     text: str
     group: str | None = None
+    explain: bool = False
 
 
 class Reason(_Answer):
@@ -66,6 +70,36 @@ class Reason(_Answer):
     message: str
 
 
+class ExplainedWord(_Answer):
+    """One word of the text: ``text[start:end] == word`` (code point offsets, Python ``str`` indices)."""
+
+    start: int
+    end: int
+    word: str
+    contribution: float = Field(description="the label's score minus its score with this word removed")
+
+
+class ExplainedLabel(_Answer):
+    """The top words of one label: a toxicity category of the guard, or the classifier's label."""
+
+    model: Literal["guard", "classifier"]
+    label: str
+    score: float
+    masked_score: float
+    action: Action | None = None
+    words: list[ExplainedWord]
+
+
+class ItemExplanation(_Answer):
+    """Which words made the decision (an item sent with ``explain=True``); never changes it."""
+
+    words_total: int
+    words_occluded: int
+    truncated: bool
+    labels: list[ExplainedLabel]
+    error: str | None = None
+
+
 class ClassifyResult(_Answer):
     """The decision for one item; a blocked item has no label and empty scores."""
 
@@ -76,6 +110,7 @@ class ClassifyResult(_Answer):
     reasons: list[Reason]
     toxicity: dict[str, float]
     groups: list[str]
+    explanation: ItemExplanation | None = None
 
     @property
     def blocked(self) -> bool:

@@ -21,12 +21,15 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from fairgate.guardrails.encoding import Encoding, TokenizingModel, can_share_encoding
-from fairgate.service.schemas import ClassifyResult
+from fairgate.guardrails.explain import DEFAULT_MAX_WORDS, DEFAULT_TOP_K, occlude
+from fairgate.service.schemas import ClassifyResult, ItemExplanation
 
 if TYPE_CHECKING:
     from fairgate.guardrails.decision import Decision, GuardStatus, Screen, ScreenStage
+    from fairgate.guardrails.explain import Explanation
     from fairgate.guardrails.groups import RequestGroup
     from fairgate.guardrails.metrics import GuardMetrics
+    from fairgate.guardrails.scorers import ToxicityScorer
 
 __all__ = ["BatchGuard", "ClassifierModel", "GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
 
@@ -78,6 +81,17 @@ class BatchGuard(Protocol):
 
     def status(self) -> GuardStatus: ...
 
+    def explain(
+        self,
+        texts: Sequence[str],
+        *,
+        categories: Sequence[str] | None = None,
+        top_k: int = ...,
+        screens: Sequence[Screen] | None = None,
+        max_words: int = ...,
+        scorer: ToxicityScorer | None = None,
+    ) -> list[Explanation]: ...
+
 
 class ModelFailure(RuntimeError):
     """The classifier failed on a batch: the items get an error, never a made-up label."""
@@ -100,6 +114,14 @@ class GuardedClassifier:
     arrive together. One at a time is what the sessions' thread counts are sized for, what
     a scorer deadline expects (one call in flight), and what makes :meth:`status` (the
     guard's, under the same lock) report whole batches.
+
+    Explanations (``"explain": true`` on an item) are computed last, under the same lock,
+    after the review has decided: they read the decision and never change it. The guard's
+    categories are occluded with ``explain_scorer``, the guard's model *without* the
+    scorer deadline (an occlusion batch costs about 30 screens: under the deadline it would
+    count as a monitor error and keep the wrapper busy for the next batch's screen; see
+    docs/service.md, "Explanations"); ``None`` uses the guard's own scorer. A batch where
+    no item asks makes no extra call.
     """
 
     def __init__(
@@ -108,12 +130,18 @@ class GuardedClassifier:
         classifier: ClassifierModel,
         guard: BatchGuard,
         guard_model: TokenizingModel | None = None,
+        explain_scorer: ToxicityScorer | None = None,
+        explain_max_words: int = DEFAULT_MAX_WORDS,
+        explain_top_k: int = DEFAULT_TOP_K,
         clock: Callable[[], float] = time.perf_counter,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self.classifier = classifier
         self.guard = guard
         self.share_encoding = can_share_encoding(classifier, guard_model)
+        self.explain_scorer = explain_scorer
+        self.explain_max_words = explain_max_words
+        self.explain_top_k = explain_top_k
         self._clock = clock
         self._new_id = new_id
 
@@ -123,8 +151,12 @@ class GuardedClassifier:
             return []
         texts = [item.text for item in items]
         groups = [item.group for item in items]
+        explain = [i for i, item in enumerate(items) if getattr(item, "explain", False) is True]
         with self.guard.lock:
-            return self._classify_locked(texts, groups)
+            results, screens = self._classify_locked(texts, groups)
+            if explain:
+                self._explain(texts, screens, explain, results)
+            return results
 
     def _shared_encoding(self, texts: list[str]) -> Encoding | None:
         """One tokenisation for both models, or None: each model then encodes for itself,
@@ -137,7 +169,9 @@ class GuardedClassifier:
             logger.exception("shared encoding failed; each model encodes its own batch")
             return None
 
-    def _classify_locked(self, texts: list[str], groups: list[str | None]) -> list[ClassifyResult]:
+    def _classify_locked(
+        self, texts: list[str], groups: list[str | None]
+    ) -> tuple[list[ClassifyResult], list[Screen]]:
         metrics = self.guard.metrics
         metrics.batch_size.labels(stage="request").observe(len(texts))
         encoding = self._shared_encoding(texts)
@@ -170,7 +204,62 @@ class GuardedClassifier:
                     groups=list(decision.groups),
                 )
             )
-        return results
+        return results, screens
+
+    def _explain(
+        self, texts: list[str], screens: Sequence[Screen], rows: list[int], results: list[ClassifyResult]
+    ) -> None:
+        """Attach an explanation to ``results[i]`` for each ``i`` in ``rows`` (after the decision).
+
+        Guard: the toxicity categories the screen flagged or blocked, read from the screens
+        (no re-scoring). Classifier: the label the result carries (none when blocked), on
+        the classifier's model. A failure leaves the decision as it is and says so in
+        ``explanation.error``.
+        """
+        sub_texts = [texts[i] for i in rows]
+        top_k, max_words = self.explain_top_k, self.explain_max_words
+        guard_part: list[Explanation | None] = [None] * len(rows)
+        classifier_part: list[Explanation | None] = [None] * len(rows)
+        error: str | None = None
+        start = self._clock()
+        try:
+            guard_part = list(
+                self.guard.explain(
+                    sub_texts,
+                    screens=[screens[i] for i in rows],
+                    scorer=self.explain_scorer,
+                    top_k=top_k,
+                    max_words=max_words,
+                )
+            )
+            labelled = [(k, results[i].label) for k, i in enumerate(rows) if results[i].label is not None]
+            if labelled:
+                explained = occlude(
+                    self._classifier_probabilities,
+                    list(self.classifier.labels),
+                    [sub_texts[k] for k, _ in labelled],
+                    [[label] for _, label in labelled if label is not None],
+                    top_k=top_k,
+                    max_words=max_words,
+                )
+                for (k, _), item in zip(labelled, explained, strict=True):
+                    classifier_part[k] = item
+        except Exception as failure:  # an explanation is not a decision: log it, answer the decision
+            logger.exception("explaining %d items failed; their decisions stand", len(rows))
+            error = f"the explanation could not be computed: {type(failure).__name__}"
+        finally:
+            self.guard.metrics.inference_duration.labels(model="explanation").observe(self._clock() - start)
+        for k, i in enumerate(rows):
+            explanation = ItemExplanation.of(guard_part[k], classifier_part[k])
+            if error is not None:
+                explanation = ItemExplanation(
+                    words_total=explanation.words_total, words_occluded=0, truncated=False, labels=[], error=error
+                )
+            results[i] = results[i].model_copy(update={"explanation": explanation})
+
+    def _classifier_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """One classifier run over ``texts`` (the occlusion rows)."""
+        return self.classifier.probabilities(self.classifier.run(self.classifier.encode(list(texts))))
 
     def _predict(self, texts: list[str], rows: list[int], encoding: Encoding | None) -> np.ndarray:
         """Probabilities of the classifier for ``rows``: one tokenizer call, one session run."""

@@ -185,13 +185,18 @@ def load_runtime(
         guard.path, variant=variant, intra_op_threads=threads, bucket_size=service.bucket_size
     )
     scorer: ToxicityScorer = OnnxToxicityScorer(model=guard_model)
+    # Explanations occlude with the same model but never through the deadline below: an
+    # occlusion batch costs ~30 screens and would count as a monitor error (docs/service.md).
+    explain_scorer: ToxicityScorer = scorer
     if service.faults:  # FAIRGATE_FAULTS, tests only: never set in production
         scorer, classifier_model = apply_faults(service.faults, scorer=scorer, classifier=classifier_model)
     # A hung scorer becomes a monitor error that toxicity.on_error decides.
     scorer = with_deadline(scorer, timeout_s=settings.limits.scorer_timeout_s)
     store, clock = build_window_store(settings=service, policy_version=policy.version)
     the_guard = Guard(policy=policy, scorer=scorer, registry=registry, clock=clock, store=store)
-    pipeline = GuardedClassifier(classifier=classifier_model, guard=the_guard, guard_model=guard_model)
+    pipeline = GuardedClassifier(
+        classifier=classifier_model, guard=the_guard, guard_model=guard_model, explain_scorer=explain_scorer
+    )
     the_guard.metrics.set_model_info(role="classifier", tag=classifier.tag, variant=variant)
     the_guard.metrics.set_model_info(role="guard", tag=guard.tag, variant=variant)
     models = (

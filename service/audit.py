@@ -21,7 +21,8 @@ SQLite settings, and why:
   records and there is one commit per *batch*, not per request, so the fsync is paid once
   per batch (measured in ``docs/reliability.md``).
 
-Privacy: the record holds a SHA-256 of the text, never the text, unless the operator opts
+Privacy: the record holds a SHA-256 of the text, never the text (nor the words of an
+explanation, only their offsets and contributions), unless the operator opts
 in (``FAIRGATE_AUDIT_STORE_TEXT=true`` or the policy's ``audit.store_text``). Where the
 trail goes is :class:`fairgate.service.settings.AuditSettings`.
 
@@ -88,6 +89,11 @@ class AuditRecord(BaseModel):
     text_sha256: str = Field(description="SHA-256 of the UTF-8 text, hex")
     text_chars: int = Field(description="length of the text in characters")
     text: str | None = Field(default=None, description="the raw text, only when the operator opts in")
+    explanation: dict[str, Any] | None = Field(
+        default=None,
+        description="the response's explanation when the item asked for one: offsets and contributions; "
+        "each word's text only when the raw text is stored",
+    )
 
 
 class AdminEvent(BaseModel):
@@ -352,6 +358,7 @@ class AuditTrail:
                     text_sha256=text_digest(item.text),
                     text_chars=len(item.text),
                     text=item.text if self.store_text else None,
+                    explanation=_explanation(getattr(result, "explanation", None), keep_words=self.store_text),
                 )
             )
         return records
@@ -362,6 +369,18 @@ class AuditTrail:
         if records:
             self.store.append(records)
         return len(records)
+
+
+def _explanation(explanation: Any, *, keep_words: bool) -> dict[str, Any] | None:
+    """The explanation as stored: without each word's text (raw user text) unless ``keep_words``."""
+    if explanation is None:
+        return None
+    plain: dict[str, Any] = explanation.model_dump(mode="json") if isinstance(explanation, BaseModel) else dict(explanation)
+    if not keep_words:
+        for label in plain.get("labels", []):
+            for word in label.get("words", []):
+                word.pop("word", None)
+    return plain
 
 
 def _plain(reason: Any) -> dict[str, Any]:

@@ -11,9 +11,9 @@ document and rejects the JSON-Schema ``examples`` list.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model, model_validator
 from pydantic.config import JsonDict
 
 from fairgate.guardrails.decision import GuardStatus, Reason
@@ -25,13 +25,19 @@ from fairgate.service.fields import (
     bounded_text,
 )
 
+if TYPE_CHECKING:
+    from fairgate.guardrails.explain import Explanation, LabelExplanation
+
 __all__ = [
     "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_TEXT_CHARS",
     "MAX_GROUP_CHARS",
     "ClassifyRequest",
     "ClassifyResult",
+    "ExplainedLabel",
+    "ExplainedWord",
     "GuardrailsStatusResponse",
+    "ItemExplanation",
     "ModelInfo",
     "Reason",
     "WorkerInfo",
@@ -60,6 +66,32 @@ _RESULT_EXAMPLE: JsonDict = {
     },
     "groups": ["female"],
 }
+_EXPLANATION_EXAMPLE: JsonDict = {
+    "words_total": 7,
+    "words_occluded": 7,
+    "truncated": False,
+    "labels": [
+        {
+            "model": "guard",
+            "label": "insult",
+            "score": 0.91,
+            "masked_score": 0.07,
+            "action": "flag",
+            "words": [{"start": 11, "end": 16, "word": "idiot", "contribution": 0.8}],
+        },
+        {
+            "model": "classifier",
+            "label": "negative",
+            "score": 0.95,
+            "masked_score": 0.41,
+            "action": None,
+            "words": [
+                {"start": 11, "end": 16, "word": "idiot", "contribution": 0.42},
+                {"start": 30, "end": 34, "word": "hurt", "contribution": 0.11},
+            ],
+        },
+    ],
+}
 
 
 class ClassifyRequest(BaseModel):
@@ -76,6 +108,14 @@ class ClassifyRequest(BaseModel):
         description=(
             f"the caller's group (e.g. female), at most {MAX_GROUP_CHARS} characters, no control "
             "characters; names outside the policy's list count as 'other'"
+        ),
+    )
+    explain: StrictBool = Field(
+        default=False,
+        description=(
+            "true: the result carries an explanation (which words made each flagging toxicity category "
+            "and the classifier's label); at most FAIRGATE_MAX_EXPLAINED items per request (default 8), "
+            "past it 413"
         ),
     )
 
@@ -108,7 +148,7 @@ def classify_batch_request_type(item_type: type[ClassifyRequest], max_items: int
                 "example": {
                     "items": [
                         _REQUEST_EXAMPLE,
-                        {"text": "You are an idiot and I will hurt you.", "group": None},
+                        {"text": "You are an idiot and I will hurt you.", "group": None, "explain": True},
                     ]
                 }
             },
@@ -122,6 +162,89 @@ def classify_batch_request_type(item_type: type[ClassifyRequest], max_items: int
             ),
         ),
     )
+
+
+class ExplainedWord(BaseModel):
+    """One word of the text as sent and how much removing it alone lowers the label's score.
+
+    ``start`` and ``end`` are code point offsets (Python ``str`` indices):
+    ``text[start:end] == word``. JavaScript strings index UTF-16 units, so a client there
+    converts them for text with characters outside the BMP (emoji).
+    """
+
+    start: int = Field(description="offset of the word's first character in the text, in code points")
+    end: int = Field(description="offset just past the word's last character, in code points")
+    word: str = Field(description="the word, text[start:end]")
+    contribution: float = Field(description="the label's score minus its score with this word removed")
+
+
+class ExplainedLabel(BaseModel):
+    """The top words of one label: a toxicity category of the guard, or the classifier's label."""
+
+    model: Literal["guard", "classifier"] = Field(description="guard: a toxicity category; classifier: its label")
+    label: str
+    score: float = Field(description="the label's score for the text")
+    masked_score: float = Field(description="the score with all of ``words`` removed together")
+    action: Literal["allow", "flag", "block"] | None = Field(
+        default=None,
+        description="what the policy does at this category's score; null for the classifier",
+        json_schema_extra={"nullable": True},
+    )
+    words: list[ExplainedWord] = Field(
+        description="the words whose removal lowers the score most, largest contribution first (at most 3)"
+    )
+
+    @classmethod
+    def of(cls, model: Literal["guard", "classifier"], label: LabelExplanation) -> ExplainedLabel:
+        return cls(
+            model=model,
+            label=label.label,
+            score=round(label.score, 6),
+            masked_score=round(label.masked_score, 6),
+            action=label.action,
+            words=[
+                ExplainedWord(start=w.start, end=w.end, word=w.word, contribution=round(w.contribution, 6))
+                for w in label.words
+            ],
+        )
+
+
+class ItemExplanation(BaseModel):
+    """Why the item got its decision: occlusion (docs/guardrails.md, "Explanations").
+
+    Each word is removed in turn and the text scored again; a word's contribution is how
+    much the score falls. It is computed after the decision and never changes it.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"example": _EXPLANATION_EXAMPLE})
+
+    words_total: int = Field(description="words in the text")
+    words_occluded: int = Field(description="words removed one by one (the first 32); 0 when nothing was explained")
+    truncated: bool = Field(description="some words were not occluded (a text longer than 32 words)")
+    labels: list[ExplainedLabel] = Field(
+        description="each toxicity category that flagged or blocked the item, then the classifier's label "
+        "when the item was not blocked; empty when neither applies"
+    )
+    error: str | None = Field(
+        default=None,
+        description="why the explanation could not be computed (the decision stands)",
+        json_schema_extra={"nullable": True},
+    )
+
+    @classmethod
+    def of(cls, guard: Explanation | None, classifier: Explanation | None) -> ItemExplanation:
+        """One item's explanation from the guard's and the classifier's (same words, same text)."""
+        parts = [part for part in (guard, classifier) if part is not None]
+        explained = [part for part in parts if part.labels]
+        source = explained[0] if explained else (parts[0] if parts else None)
+        labels = [ExplainedLabel.of("guard", label) for label in (guard.labels if guard else ())]
+        labels += [ExplainedLabel.of("classifier", label) for label in (classifier.labels if classifier else ())]
+        return cls(
+            words_total=source.words_total if source else 0,
+            words_occluded=source.words_occluded if source else 0,
+            truncated=any(part.truncated for part in parts),
+            labels=labels,
+        )
 
 
 class ClassifyResult(BaseModel):
@@ -138,6 +261,11 @@ class ClassifyResult(BaseModel):
     reasons: list[Reason] = Field(description="why the item was flagged or blocked; empty when allowed")
     toxicity: dict[str, float] = Field(description="toxicity score of the input per category")
     groups: list[str] = Field(description="the groups the item was counted under")
+    explanation: ItemExplanation | None = Field(
+        default=None,
+        description='which words made the decision; only when the item asked ("explain": true)',
+        json_schema_extra={"nullable": True},
+    )
 
 
 class WorkerInfo(BaseModel):

@@ -469,6 +469,7 @@ def _add_edge(
             max_items=settings.service.max_items, max_text_chars=settings.service.max_text_chars
         ),
         max_json_depth=limits.max_json_depth,
+        max_explained=limits.max_explained,
         on_reject=metrics.shed,
     )
     service.add_asgi_middleware(UniformErrors, paths=(*INFERENCE_ROUTES, STATUS_ROUTE, *ADMIN_ROUTES))

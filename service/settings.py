@@ -184,7 +184,7 @@ class ServiceSettings(_Section):
 
 
 class LimitSettings(_Section):
-    """The overload and body limits of the HTTP edge (docs/reliability.md)."""
+    """The overload and body limits of the HTTP edge (docs/reliability.md), and the explanations' cost."""
 
     max_concurrency: int = Field(
         default=64,
@@ -207,6 +207,12 @@ class LimitSettings(_Section):
     max_json_depth: int = Field(default=8, ge=2, le=64, description="deepest JSON nesting accepted")
     scorer_timeout_s: float = Field(
         default=5.0, gt=0, le=600, description="a toxicity scoring call longer than this counts as a monitor error"
+    )
+    max_explained: int = Field(
+        default=8,
+        ge=0,
+        le=256,
+        description='items asking for "explain": true in one request; past it the request gets 413 (0: explanations off)',
     )
 
     def body_limit(self, *, max_items: int, max_text_chars: int) -> int:

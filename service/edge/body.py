@@ -5,8 +5,10 @@ BentoML 1.4 answers a body that is not UTF-8, not JSON, nested thousands deep, o
 multipart bodies (measured: ``docs/reliability.md``). :class:`BodyLimits` answers those
 before BentoML parses anything: 415 for another content type, 413 past the byte limit
 (from ``Content-Length`` before reading, or while reading a streamed body), 400 for bytes
-that are not UTF-8, JSON nested deeper than the limit, or no JSON at all. The body it has
-read is handed on unchanged.
+that are not UTF-8, JSON nested deeper than the limit, or no JSON at all, and 413 when more
+items ask for ``"explain": true`` than ``max_explained`` (``FAIRGATE_MAX_EXPLAINED``): it is
+counted here, per request, because with ``FAIRGATE_BATCHING=bentoml`` the API method only
+sees requests merged into one batch. The body it has read is handed on unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from fairgate.service.edge.errors import error_response
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimits", "json_depth_exceeds"]
+__all__ = ["BodyLimits", "explained_items", "json_depth_exceeds"]
 
 
 class _BodyTooLarge(Exception):
@@ -72,6 +74,7 @@ class BodyLimits:
         paths: Collection[str],
         max_body_bytes: int,
         max_json_depth: int = 8,
+        max_explained: int | None = None,
         on_reject: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
@@ -80,6 +83,7 @@ class BodyLimits:
         self.paths = frozenset(paths)
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
+        self.max_explained = max_explained  # None: not counted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") not in self.paths or scope.get("method") != "POST":
@@ -154,8 +158,28 @@ class BodyLimits:
         if json_depth_exceeds(body, self.max_json_depth):
             return 400, f"body: JSON nested deeper than {self.max_json_depth} levels"
         try:
-            json.loads(body or b"{}")
+            parsed = json.loads(body or b"{}")
         except (ValueError, RecursionError) as error:
             where = f" at line {error.lineno}, column {error.colno}" if isinstance(error, json.JSONDecodeError) else ""
             return 400, f"body: not valid JSON{where}; send a JSON object such as {{\"text\": \"...\"}}"
+        if self.max_explained is not None:
+            asked = explained_items(parsed)
+            if asked > self.max_explained:
+                return 413, (
+                    f"explain: {asked} items ask for an explanation, over the limit of {self.max_explained} "
+                    "per request (FAIRGATE_MAX_EXPLAINED); ask for fewer, or split the request"
+                )
         return None
+
+
+def explained_items(body: object) -> int:
+    """How many items of a parsed ``/classify`` or ``/classify_batch`` body ask for ``"explain": true``.
+
+    Only a JSON ``true`` counts; any other value is left to the schema to refuse (400).
+    """
+    if not isinstance(body, dict):
+        return 0
+    items = body.get("items")
+    if isinstance(items, list):
+        return sum(1 for item in items if isinstance(item, dict) and item.get("explain") is True)
+    return 1 if body.get("explain") is True else 0

@@ -64,7 +64,9 @@ def total(samples: dict, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def one_worker(start_service, tiny_store: TinyStore, test_policy: SplitPolicy) -> Iterator[BentoServer]:
-    server = start_service(service_env(tiny_store, test_policy, FAIRGATE_WORKERS="1"), name="one-worker")
+    server = start_service(
+        service_env(tiny_store, test_policy, FAIRGATE_WORKERS="1", FAIRGATE_MAX_EXPLAINED="2"), name="one-worker"
+    )
     server.wait_ready()
     yield server
 
@@ -112,6 +114,39 @@ def test_toxic_text_is_blocked_with_the_reason(one_worker: BentoServer, test_pol
     assert reason.value is not None and reason.value >= test_policy.threshold
     assert f"block threshold {reason.threshold}" in reason.message
     assert result.groups == ["none"]
+
+
+def test_explain_names_the_word_that_raises_toxicity_most_and_too_many_get_413(
+    one_worker: BentoServer, test_policy: SplitPolicy, tiny_store: TinyStore
+) -> None:
+    from fairgate.guardrails.onnx_model import OnnxTextModel
+    from fairgate.guardrails.word_spans import mask_words, split_words
+
+    # The tiny guard's random weights know no abusive word: take the word of the toxic text
+    # whose removal lowers its toxicity score most (fp32, as the server runs it).
+    text = test_policy.toxic_text
+    spans = split_words(text)
+    guard = OnnxTextModel.from_directory(tiny_store.guard_path, variant="fp32")
+    scores = guard.predict_proba([text, *(mask_words(text, [span]) for span in spans)])[:, 0]
+    drops = sorted(((float(scores[0] - scores[k + 1]), k) for k in range(len(spans))), reverse=True)
+    assert drops[0][0] > 0 and drops[0][0] - drops[1][0] > 1e-7, drops  # one word stands out
+    abusive = spans[drops[0][1]]
+
+    response = httpx.post(one_worker.url + "/classify", json={"text": text, "explain": True}, timeout=30)
+    assert response.status_code == 200, response.text
+    result = ClassifyResult.model_validate(response.json())
+    assert result.action == "block" and result.explanation is not None
+    [label] = result.explanation.labels  # blocked: the guard's category only, no classifier label
+    assert (label.model, label.label, label.action) == ("guard", "toxicity", "block")
+    first = label.words[0]
+    assert (first.start, first.end, first.word) == (abusive.start, abusive.end, abusive.word)
+    assert first.contribution == pytest.approx(drops[0][0], abs=1e-4)
+    assert classify(one_worker.url, text).json().get("explanation") is None  # not asked: not computed
+
+    items = [{"text": test_policy.benign_text, "explain": True}] * 3
+    too_many = httpx.post(one_worker.url + "/classify_batch", json={"items": items}, timeout=30)
+    error = assert_error_shape(too_many, 413)
+    assert "limit of 2 per request (FAIRGATE_MAX_EXPLAINED)" in error.error
 
 
 def test_batch_answers_one_result_per_item_in_order(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
@@ -236,6 +271,8 @@ def test_openapi_documents_the_schemas_with_examples(one_worker: BentoServer) ->
     schemas = spec["components"]["schemas"]
     assert {"ClassifyResult", "Reason", "GuardrailsStatusResponse"} <= set(schemas)
     assert "example" in schemas["ClassifyResult"]
+    assert request["properties"]["explain"]["type"] == "boolean"
+    assert "example" in schemas["ItemExplanation"] and "ExplainedWord" in schemas
     # One error shape: the component is ErrorResponse's schema, and every 4xx/5xx refers to it.
     expected = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     assert schemas.pop("FieldError") == expected.pop("$defs")["FieldError"]

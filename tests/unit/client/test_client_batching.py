@@ -60,3 +60,11 @@ def test_status_is_typed() -> None:
     with client_for(FakeFairgate()) as client:
         status = client.status()
     assert status.ready and status.policy_version == "7" and status.models[0].labels == ["negative", "positive"]
+
+
+def test_explain_is_sent_only_when_asked() -> None:
+    # A server older than explanations refuses unknown fields, so False is not sent.
+    from fairgate.client._exchange import item_body
+
+    assert item_body(ClassifyItem(text="a")) == {"text": "a", "group": None}
+    assert item_body({"text": "a", "explain": True}) == {"text": "a", "group": None, "explain": True}

@@ -305,3 +305,37 @@ def test_any_error_body_becomes_the_one_shape(status: int, body: bytes, error: s
 
     reshaped = uniform_error(status, body)
     assert (reshaped.error if reshaped is not None else None) == error
+
+
+def explain_limited(probe: Probe, max_explained: int) -> BodyLimits:
+    app = UniformErrors(probe.app, paths=["/classify"])
+    return BodyLimits(app, paths=["/classify"], max_body_bytes=4096, max_explained=max_explained)
+
+
+@pytest.mark.parametrize(
+    ("body", "passes"),
+    [
+        ({"items": [{"text": "a", "explain": True}] * 2}, True),
+        ({"items": [{"text": "a", "explain": True}] * 3}, False),
+        ({"items": [{"text": "a", "explain": True}] * 2 + [{"text": "b", "explain": False}] * 5}, True),
+        ({"items": [{"text": "a", "explain": "true"}] * 3}, True),  # not a JSON true: the schema refuses it (400)
+        ({"text": "a", "explain": True}, True),
+    ],
+)
+def test_explained_items_over_the_limit_get_413_naming_it(body: dict[str, Any], passes: bool) -> None:
+    probe = Probe()
+    response = run(post(explain_limited(probe, 2), "/classify", json.dumps(body).encode()))
+    if passes:
+        assert response.status_code == 200 and probe.reached == 1
+        return
+    assert probe.reached == 0
+    assert assert_error_shape(response, 413).error == (
+        "explain: 3 items ask for an explanation, over the limit of 2 per request (FAIRGATE_MAX_EXPLAINED); "
+        "ask for fewer, or split the request"
+    )
+
+
+def test_max_explained_zero_refuses_any_explanation() -> None:
+    probe = Probe()
+    response = run(post(explain_limited(probe, 0), "/classify", b'{"text": "a", "explain": true}'))
+    assert response.status_code == 413 and "limit of 0" in response.json()["error"]

@@ -122,3 +122,13 @@ def test_only_the_settings_read_the_environment() -> None:
         if re.search(r"os\.environ|getenv\(", path.read_text(encoding="utf-8"))
     )
     assert readers == ["settings.py"]
+
+
+def test_max_explained_is_a_limit_read_from_its_flat_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAIRGATE_MAX_EXPLAINED", raising=False)
+    assert FairgateSettings.from_env().limits.max_explained == 8
+    monkeypatch.setenv("FAIRGATE_MAX_EXPLAINED", "2")
+    assert FairgateSettings.from_env().limits.max_explained == 2
+    monkeypatch.setenv("FAIRGATE_MAX_EXPLAINED", "-1")
+    with pytest.raises(SettingsError, match="FAIRGATE_MAX_EXPLAINED"):
+        FairgateSettings.from_env()
