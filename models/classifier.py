@@ -386,11 +386,7 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
             int8_min_agreement=config.int8_min_agreement,
             quantization=config.quantization,
             quantization_mode=config.quantization_mode,
-            static=StaticQuantization(
-                method=config.calibration_method,
-                # integer-ops calibrates with minmax; the histogram methods need the qdq format
-                quant_format="integer-ops" if config.calibration_method == "minmax" else "qdq",
-            ),
+            static=StaticQuantization.for_method(config.calibration_method),
             copy_to=config.output_dir,
         ),
         metadata=metadata,

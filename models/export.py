@@ -16,7 +16,7 @@ import logging
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +26,12 @@ import numpy as np
 from fairgate.guardrails.contracts import MULTI_LABEL_TASK, Task
 from fairgate.guardrails.manifest import DEFAULT_FILES, MANIFEST_FORMAT, ModelManifest, Variant, read_manifest
 from fairgate.models.errors import ExportParityError, QuantizationError
-from fairgate.models.static_int8 import StaticQuantization, freeze_dynamic_scales, quantize_static_file
+from fairgate.models.static_int8 import (
+    StaticQuantization,
+    freeze_dynamic_scales,
+    quantize_static_file,
+    quiet_root_logger,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -227,7 +232,7 @@ def _write_dynamic_int8(
         quantizer = ORTQuantizer.from_pretrained(src, file_name="model.onnx")
         kept_fp32 = _fp32_nodes(src / "model.onnx", keep_fp32)
         qconfig = _quantization_config(target, exclude=kept_fp32)
-        with _quiet_root_logger():  # onnxruntime logs one INFO line per tensor to the root logger
+        with quiet_root_logger():  # onnxruntime logs one INFO line per tensor to the root logger
             quantizer.quantize(quantization_config=qconfig, save_dir=q_dir, file_suffix="int8")
         shutil.copyfile(q_dir / "model_int8.onnx", int8_path)
     return {
@@ -363,17 +368,6 @@ def export_model_directory(
             "int8": (output / DEFAULT_FILES["int8"]).stat().st_size,
         },
     }
-
-
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def _infer_shapes(source: Path, target: Path) -> None:

@@ -81,6 +81,11 @@ class StaticQuantization:
     seed: int = 0
     keep_fp32_suffixes: tuple[str, ...] = KEEP_FP32_SUFFIXES
 
+    @classmethod
+    def for_method(cls, method: CalibrationMethod) -> StaticQuantization:
+        """The build's choice: integer-ops with MinMax; the histogram methods need QDQ."""
+        return cls(method=method, quant_format="integer-ops" if method == "minmax" else "qdq")
+
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
             raise QuantizationError(
@@ -206,7 +211,7 @@ def quantize_static_file(
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # The calibrator writes its augmented graph next to the working directory's files.
-    with contextlib.chdir(out_path.parent), _quiet_root_logger():
+    with contextlib.chdir(out_path.parent), quiet_root_logger():
         ort_quantize_static(
             str(fp32_path),
             str(out_path),
@@ -324,7 +329,7 @@ def freeze_dynamic_scales(
 
 
 @contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
+def quiet_root_logger() -> Iterator[None]:
     """ONNX Runtime's quantiser logs one INFO line per tensor to the root logger."""
     root = logging.getLogger()
     level = root.level

@@ -143,11 +143,7 @@ def build_guard(config: GuardBuildConfig, *, progress: bool = True) -> GuardBuil
             parity_tolerance=config.parity_tolerance,
             int8_min_agreement=config.int8_min_agreement,
             quantization_mode=config.quantization_mode,
-            static=StaticQuantization(
-                method=config.calibration_method,
-                # integer-ops calibrates with minmax; the histogram methods need the qdq format
-                quant_format="integer-ops" if config.calibration_method == "minmax" else "qdq",
-            ),
+            static=StaticQuantization.for_method(config.calibration_method),
             onnx_threads=config.threads,
         ),
         metadata=metadata,
