@@ -56,6 +56,7 @@ class Admission:
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
+        self._retry_after = (b"retry-after", str(retry_after_s).encode())  # the header added to 503s
         self.in_flight = 0
         self.shed = 0
         self.timed_out = 0
@@ -97,20 +98,32 @@ class Admission:
     async def _run(self, scope: Scope, receive: Receive, send: Send, release: Callable[..., None]) -> bool:
         """Run the app with the deadline; True when the deadline answered and the work goes on."""
         loop = asyncio.get_running_loop()
-        body_in: asyncio.Future[None] = loop.create_future()
+        # Set once the app's task ends or the deadline passes, whichever comes first: one
+        # future and one timer per request (two asyncio.wait calls cost more on this path).
+        woken: asyncio.Future[None] = loop.create_future()
+        clock: asyncio.TimerHandle | None = None
+
+        def wake(_: object = None) -> None:
+            if not woken.done():
+                woken.set_result(None)
 
         async def receive_and_watch() -> Message:
+            nonlocal clock
             message = await receive()
-            if not body_in.done() and (message["type"] != "http.request" or not message.get("more_body", False)):
-                body_in.set_result(None)
+            # The clock starts once the body is in: a slow upload is the client's time, not the server's.
+            if clock is None and (message["type"] != "http.request" or not message.get("more_body", False)):
+                clock = loop.call_later(self.timeout_s, wake)
             return message
 
-        watcher = _ResponseWatcher(send=send, retry_after_s=self.retry_after_s)
+        watcher = _ResponseWatcher(send=send, retry_after=self._retry_after)
         task = asyncio.ensure_future(self.app(scope, receive_and_watch, watcher.send))
-        # The clock starts once the body is in: a slow upload is the client's time, not the server's.
-        await asyncio.wait({task, body_in}, return_when=asyncio.FIRST_COMPLETED)
-        if not task.done():
-            await asyncio.wait({task}, timeout=self.timeout_s)
+        task.add_done_callback(wake)
+        try:
+            await woken
+        finally:
+            if clock is not None:
+                clock.cancel()
+            task.remove_done_callback(wake)
         if task.done():
             task.result()
             return False
@@ -143,9 +156,9 @@ class Admission:
 class _ResponseWatcher:
     """Passes the app's response on: adds ``Retry-After`` to a 503, drops everything once muted."""
 
-    def __init__(self, *, send: Send, retry_after_s: int) -> None:
+    def __init__(self, *, send: Send, retry_after: tuple[bytes, bytes]) -> None:
         self._send = send
-        self._retry_after = (b"retry-after", str(retry_after_s).encode())
+        self._retry_after = retry_after
         self.started = False
         self.muted = False
 

@@ -35,8 +35,12 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     """Whether brackets nest deeper than ``limit`` outside strings (checked before parsing).
 
     A cheap scan: ``json.loads`` on thousands of nested brackets is slow or hits the
-    recursion limit, and pydantic would then answer 500.
+    recursion limit, and pydantic would then answer 500. A body with no more opening
+    brackets than ``limit`` cannot nest deeper, whatever its strings hold: counted in C,
+    that skips the byte-by-byte loop for every ordinary request.
     """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
     depth = 0
     in_string = False
     escaped = False

@@ -21,7 +21,7 @@ own :class:`EdgeMetrics` (``build_service`` makes one), passed to the middleware
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -33,14 +33,20 @@ AUTH_FAILURE_REASONS = ("missing", "invalid", "admin_disabled")
 
 
 class EdgeMetrics:
-    """The edge's counters and gauge, registered in ``registry`` (a fresh one per worker by default)."""
+    """The edge's counters and gauge, registered in ``registry`` (a fresh one per worker by default).
+
+    The labelled children are looked up once, when the metrics are made (``.labels()`` per
+    call costs a lock and a dict lookup), and the queue gauge is written only when its value
+    changes: the batcher reports the depth twice per request.
+    """
 
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
         self._registry = registry
-        self._made: tuple[Counter, Gauge, Counter] | None = None
+        self._made: _Made | None = None
         self._lock = threading.Lock()
+        self._queue_depth: int | None = None  # the value last written to the gauge
 
-    def _metrics(self) -> tuple[Counter, Gauge, Counter]:
+    def _metrics(self) -> _Made:
         made = self._made
         if made is not None:
             return made
@@ -68,12 +74,13 @@ class EdgeMetrics:
                     registry=registry,
                 )
                 # Every series from the start, so rate() sees 0 rather than nothing.
-                for reason in SHED_REASONS:
-                    shed.labels(reason=reason)
-                for reason in AUTH_FAILURE_REASONS:
-                    auth.labels(reason=reason)
                 queue.set(0)
-                self._made = (shed, queue, auth)
+                self._queue_depth = 0
+                self._made = _Made(
+                    shed={reason: shed.labels(reason=reason) for reason in SHED_REASONS},
+                    queue=queue,
+                    auth={reason: auth.labels(reason=reason) for reason in AUTH_FAILURE_REASONS},
+                )
             return self._made
 
     def start(self) -> None:
@@ -83,10 +90,21 @@ class EdgeMetrics:
     def shed(self, reason: str) -> None:
         if reason not in SHED_REASONS:
             raise ValueError(f"shed reason {reason!r} is not one of {', '.join(SHED_REASONS)}")
-        self._metrics()[0].labels(reason=reason).inc()
+        self._metrics().shed[reason].inc()
 
     def queue_items(self, items: int) -> None:
-        self._metrics()[1].set(items)
+        made = self._metrics()
+        if items != self._queue_depth:
+            self._queue_depth = items
+            made.queue.set(items)
 
     def auth_failure(self, reason: str) -> None:
-        self._metrics()[2].labels(reason=reason if reason in AUTH_FAILURE_REASONS else "invalid").inc()
+        self._metrics().auth[reason if reason in AUTH_FAILURE_REASONS else "invalid"].inc()
+
+
+class _Made(NamedTuple):
+    """The metric objects, made once: each label's child, and the gauge."""
+
+    shed: dict[str, Counter]
+    queue: Gauge
+    auth: dict[str, Counter]
