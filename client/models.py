@@ -21,8 +21,12 @@ __all__ = [
     "Action",
     "ClassifyItem",
     "ClassifyResult",
+    "CounterfactualKindStatus",
+    "CounterfactualModelStatus",
+    "CounterfactualStatus",
     "ExplainedLabel",
     "ExplainedWord",
+    "GroupCount",
     "GroupStatus",
     "GuardStatus",
     "GuardrailsStatus",
@@ -151,6 +155,8 @@ class GroupStatus(_Answer):
     parity_difference: float | None
     status: str
     alert: bool
+    evidence: float | None = None  # rates.method sequential: e-detector / threshold (alert at >= 1)
+    evidence_against: str | None = None
 
 
 class MonitorStatus(_Answer):
@@ -158,12 +164,49 @@ class MonitorStatus(_Answer):
     source: str
     outcome: str
     harm: str
+    method: Literal["window", "sequential"] = "window"
     reference: str | None
     alerts_raised: int
     checks: int = 0
     active: list[str]
     checked: bool
     groups: list[GroupStatus]
+
+
+class CounterfactualModelStatus(_Answer):
+    """One model in one kind of the counterfactual probe; ``None`` figures: nothing probed yet."""
+
+    model: Literal["guard", "classifier"]
+    probes: int
+    variants: int
+    mean_gap: float | None
+    max_gap: float | None
+    flips: int
+    flip_rate: float | None
+
+
+class GroupCount(_Answer):
+    group: str
+    count: int
+
+
+class CounterfactualKindStatus(_Answer):
+    kind: str
+    items: int
+    skipped: int
+    models: list[CounterfactualModelStatus]
+    unfavoured: list[GroupCount]
+
+
+class CounterfactualStatus(_Answer):
+    """The live counterfactual probe of the worker that answered (policy ``counterfactual``)."""
+
+    enabled: bool
+    sample: float
+    max_variants_per_batch: int
+    sampled: int
+    errors: int
+    kinds: list[CounterfactualKindStatus]
 
 
 class GuardStatus(_Answer):
@@ -174,6 +217,7 @@ class GuardStatus(_Answer):
     window_scope: Literal["worker", "fleet"] = "worker"
     degraded: bool = False
     monitors: list[MonitorStatus]
+    counterfactual: CounterfactualStatus | None = None
 
 
 class GuardrailsStatus(_Answer):

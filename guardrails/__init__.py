@@ -6,7 +6,15 @@ dependencies (detoxify/torch for :class:`DetoxifyScorer`) are imported where use
 """
 
 from fairgate.guardrails.deadline import ScorerDeadline, ScorerTimeoutError, with_deadline
-from fairgate.guardrails.decision import Decision, GroupStatus, GuardStatus, MonitorStatus, Reason, Screen
+from fairgate.guardrails.decision import (
+    CounterfactualStatus,
+    Decision,
+    GroupStatus,
+    GuardStatus,
+    MonitorStatus,
+    Reason,
+    Screen,
+)
 from fairgate.guardrails.groups import GroupResolver, Lexicon
 from fairgate.guardrails.guard import Guard
 from fairgate.guardrails.identity import (
@@ -20,6 +28,7 @@ from fairgate.guardrails.metrics import GuardMetrics
 from fairgate.guardrails.normalize import NormalizationError, TextNormalization
 from fairgate.guardrails.onnx_model import Encoding, ModelDirectoryError, OnnxTextModel, can_share_encoding
 from fairgate.guardrails.policy import Policy, PolicyError, default_policy_path
+from fairgate.guardrails.probe import CounterfactualProbe, ProbeClassifier, ProbeRecord
 from fairgate.guardrails.rates import RateMonitor
 from fairgate.guardrails.reload import PolicyChange
 from fairgate.guardrails.scorers import DetoxifyScorer, OnnxToxicityScorer, ToxicityScorer
@@ -74,3 +83,5 @@ from fairgate.guardrails.redis_store import RedisWindowStore
 from fairgate.guardrails.store import MonitorStore, StoreError
 
 __all__ += ["Backoff", "FailoverStore", "LocalMonitorStore", "MonitorStore", "RedisWindowStore", "StoreError"]
+# The live counterfactual probe: guardrails/probe.py, docs/guardrails.md.
+__all__ += ["CounterfactualProbe", "CounterfactualStatus", "ProbeClassifier", "ProbeRecord"]

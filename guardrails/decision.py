@@ -87,6 +87,14 @@ class GroupStatus(BaseModel):
     parity_difference: float | None
     status: str
     alert: bool
+    evidence: float | None = Field(
+        default=None,
+        description="rates.method sequential: the e-detector over its alarm threshold at the last check "
+        "(an alert is raised at >= 1); None with method window",
+    )
+    evidence_against: str | None = Field(
+        default=None, description="sequential: the group this group's strongest evidence compares it with"
+    )
 
 
 class MonitorStatus(BaseModel):
@@ -100,12 +108,55 @@ class MonitorStatus(BaseModel):
     source: str
     outcome: str
     harm: str
+    method: Literal["window", "sequential"] = Field(
+        default="window", description="rates.method: what raises an alert (docs/guardrails.md)"
+    )
     reference: str | None
     alerts_raised: int = Field(description="alerts raised over the board's life")
     checks: int = Field(default=0, description="checks published so far")
     active: list[str]
     checked: bool
     groups: list[GroupStatus]
+
+
+class CounterfactualModelStatus(BaseModel):
+    """One model (guard or classifier) in one kind of the counterfactual probe. ``None``: nothing probed yet."""
+
+    model: Literal["guard", "classifier"]
+    probes: int = Field(description="items probed on this model")
+    variants: int = Field(description="group-swapped variants scored")
+    mean_gap: float | None = Field(description="mean of max - min score over each item's text and variants")
+    max_gap: float | None
+    flips: int = Field(description="variants whose guard action or classifier label differs from the original's")
+    flip_rate: float | None = Field(description="flips / variants")
+
+
+class GroupCount(BaseModel):
+    group: str
+    count: int
+
+
+class CounterfactualKindStatus(BaseModel):
+    """One kind (a lexicon axis) of the counterfactual probe, in this process since it started."""
+
+    kind: str
+    items: int = Field(description="items probed for this kind")
+    skipped: int = Field(description="sampled items naming this kind left out by max_variants_per_batch")
+    models: list[CounterfactualModelStatus]
+    unfavoured: list[GroupCount] = Field(
+        description="groups whose version of a text the guard scored most toxic, counted when the gap was >= 0.05"
+    )
+
+
+class CounterfactualStatus(BaseModel):
+    """The live counterfactual probe (policy section ``counterfactual``) of this worker process."""
+
+    enabled: bool
+    sample: float
+    max_variants_per_batch: int
+    sampled: int = Field(description="items drawn by the sample (probed when their text names a group)")
+    errors: int = Field(description="probes that failed (logged; decisions are never affected)")
+    kinds: list[CounterfactualKindStatus]
 
 
 class GuardStatus(BaseModel):
@@ -122,3 +173,6 @@ class GuardStatus(BaseModel):
         description="the shared store is unavailable: figures are this worker's own windows (rates.on_error applies)",
     )
     monitors: list[MonitorStatus]
+    counterfactual: CounterfactualStatus | None = Field(
+        default=None, description="the counterfactual probe's figures in this worker (None: not reported)"
+    )

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 
 import numpy as np
@@ -42,10 +43,12 @@ from fairgate.guardrails.explain import (
     unexplained,
 )
 from fairgate.guardrails.groups import GroupResolver, Lexicon, RequestGroup
+from fairgate.guardrails.identity import CounterfactualSwapper
 from fairgate.guardrails.local_store import as_monitor_store
 from fairgate.guardrails.metrics import STORE_ERRORS, STORE_OPERATIONS, GuardMetrics
 from fairgate.guardrails.policy import Policy, PolicyError, RateMonitorPolicy
-from fairgate.guardrails.rates import PendingCheck, RateMonitor
+from fairgate.guardrails.probe import CounterfactualProbe, ProbeClassifier, ProbeGuard, ProbeRecord, disabled_status
+from fairgate.guardrails.rates import PendingCheck, RateMonitor, check_method_store
 from fairgate.guardrails.reload import PolicyChange, forget_windows, monitor_definition
 from fairgate.guardrails.scorers import EncodingScorer, ToxicityScorer, reuses_encoding
 from fairgate.guardrails.store import (
@@ -61,6 +64,8 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 TOXICITY_MONITOR = "toxicity"
+# The counterfactual probe's label in fairgate_monitor_duration_seconds (it makes no decision).
+PROBE_MONITOR = "counterfactual"
 
 
 class Guard:
@@ -105,11 +110,14 @@ class Guard:
         clock: Clock = time.monotonic,
         store: WindowStore | MonitorStore | None = None,
         lexicon: Lexicon | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.policy = policy
         self._scorer = scorer
         self._clock = clock
         self._lexicon = lexicon
+        # The counterfactual probe's sampling draws from this, never from the global random.
+        self._rng = rng if rng is not None else random.Random()
         self._store: MonitorStore = as_monitor_store(store if store is not None else InMemoryWindowStore())
         # The one lock around the state batches share (class docstring, "Locking").
         self._lock: AbstractContextManager[bool] = threading.RLock()
@@ -125,6 +133,7 @@ class Guard:
         self.metrics = GuardMetrics(registry=registry, groups=policy.label_values)
         self.metrics.policy_info.labels(version=policy.version).set(1)
         self.monitors: tuple[RateMonitor, ...] = tuple(self._new_monitor(m) for m in policy.rates.monitors)
+        self._probe: CounterfactualProbe | None = self._new_probe(policy)
         # Series that exist from the start, so rate() and alerts see 0 rather than nothing.
         self.metrics.monitor_errors.labels(monitor=TOXICITY_MONITOR)
         self._initialise_series(self.monitors)
@@ -141,6 +150,20 @@ class Guard:
             groups=self.policy.label_values,
             store=self._store,
             clock=self._clock,
+        )
+
+    def _new_probe(self, policy: Policy) -> CounterfactualProbe | None:
+        """The counterfactual probe of ``policy`` (None when it is off); raises PolicyError for bad kinds."""
+        section = policy.counterfactual
+        if not (policy.enabled and section.enabled and section.sample > 0):
+            return None
+        lexicon = self._lexicon if self._lexicon is not None else Lexicon.from_yaml(policy.groups.lexicon)
+        return CounterfactualProbe(
+            policy=section,
+            swapper=CounterfactualSwapper(lexicon=lexicon),
+            metrics=self.metrics,
+            rng=self._rng,
+            label_values=frozenset(policy.label_values),
         )
 
     def _initialise_series(self, monitors: Sequence[RateMonitor]) -> None:
@@ -170,8 +193,12 @@ class Guard:
         then no monitor's windows are kept.
         """
         self._check_scorer(self._scorer, policy)
+        check_method_store(policy.rates, as_monitor_store(store) if store is not None else self._store)
         with self._lock:
             old = self.policy
+            # Built (and so validated) before anything changes; kept, with its figures, when
+            # neither its section nor the lexicon changed.
+            probe = self._probe if _same_probe(old, policy) else self._new_probe(policy)
             old_monitors = {m.name: m for m in self.monitors}
             old_definitions = {m.name: monitor_definition(old, m.name) for m in self.monitors}
             new_store = as_monitor_store(store) if store is not None else None
@@ -205,6 +232,7 @@ class Guard:
             self._toxicity_on = policy.enabled and policy.toxicity.enabled
             self._rates_on = policy.enabled and policy.rates.enabled
             self.resolver = GroupResolver(policy=policy.groups, lexicon=self._lexicon)
+            self._probe = probe
             self.metrics.groups = frozenset(policy.label_values)
             if old.version != policy.version:
                 self.metrics.policy_info.labels(version=old.version).set(0)
@@ -256,6 +284,7 @@ class Guard:
                     continue
                 chosen = target.groups if group is None else (group,)
                 self._forget(target, chosen)
+                target.reset_evidence(None if group is None else chosen)
                 emptied += [(target.name, g) for g in chosen]
         logger.info("reset %d rate windows (monitor %s, group %s)", len(emptied), monitor or "all", group or "all")
         return emptied
@@ -497,6 +526,67 @@ class Guard:
         """What the policy's thresholds do with ``score`` in ``category`` (allow when it has none)."""
         return self._toxicity_screen("input", (), {category: score}).action
 
+    # -- the counterfactual probe -----------------------------------------------------
+
+    def probe(
+        self,
+        texts: Sequence[str],
+        screens: Sequence[Screen],
+        labels: Sequence[str | None],
+        *,
+        scorer: ToxicityScorer | None = None,
+        classifier: ProbeClassifier | None = None,
+    ) -> list[ProbeRecord]:
+        """Measure, on a sample of a decided batch, whether another group would have been answered differently.
+
+        Call it after :meth:`review` with the batch's request ``texts``, their ``screens``
+        and the classifier's ``labels``; ``classifier`` (labels and a probabilities function)
+        adds the classifier's side. The method, its sampling and its cost bound are
+        :mod:`fairgate.guardrails.probe`'s: at most one scorer call and one classifier call,
+        of at most ``counterfactual.max_variants_per_batch`` rows each. ``scorer`` scores the
+        variants instead of the guard's own scorer (the service passes the guard's model
+        without the scorer deadline, as for explanations).
+
+        It returns what it measured and changes nothing else: decisions are already made
+        and are never revisited. It records the gap and flip metrics but not the toxicity
+        score histograms (variants are not traffic). A failure is logged (without text),
+        counted in the status, and returns no records; it never raises into the request.
+        It runs under :attr:`lock`, like :meth:`review`.
+        """
+        if len(screens) != len(texts) or len(labels) != len(texts):
+            raise ValueError(
+                f"got {len(texts)} texts, {len(screens)} screens and {len(labels)} labels; pass one of each per item"
+            )
+        with self._lock:
+            probe = self._probe
+            if probe is None or not texts:
+                return []
+            guard: ProbeGuard | None = None
+            toxicity_scorer = scorer if scorer is not None else self._scorer
+            if self._toxicity_on and toxicity_scorer is not None:
+                guard = ProbeGuard(score=lambda rows: self._score_with(toxicity_scorer, rows), action=self._row_action)
+            started = time.perf_counter()
+            try:
+                return probe.run(texts, labels, guard=guard, classifier=classifier)
+            except Exception:
+                probe.failed()
+                logger.exception("counterfactual probe failed on a batch of %d; the decisions stand", len(texts))
+                return []
+            finally:
+                self.metrics.monitor_duration.labels(monitor=PROBE_MONITOR).observe(time.perf_counter() - started)
+
+    def _score_with(self, scorer: ToxicityScorer, texts: Sequence[str]) -> list[dict[str, float]]:
+        """``scorer``'s rows as ``{category: score}``, checked like the screen's (shape, finite)."""
+        array = np.asarray(scorer.score(texts), dtype=np.float64)
+        categories = list(scorer.categories)
+        if array.shape != (len(texts), len(categories)) or not np.all(np.isfinite(array)):
+            raise ValueError(f"scorer returned shape {array.shape} or non-finite scores for {len(texts)} texts")
+        return [dict(zip(categories, map(float, row), strict=True)) for row in array]
+
+    def _row_action(self, scores: Mapping[str, float]) -> Action:
+        """The toxicity action the policy's thresholds give a row of scores."""
+        return self._toxicity_screen("input", (), dict(scores)).action
+
     # -- after inference --------------------------------------------------------------
 
     def review(self, screens: Sequence[Screen], labels: Sequence[str | None]) -> list[Decision]:
@@ -639,6 +729,10 @@ class Guard:
         ratio = figures.impact_ratio if figures else float("nan")
         bound = self.policy.rates.impact_ratio.min if self.policy.rates.impact_ratio else None
         reference = monitor.last.reference if monitor.last else None
+        how = f"at {self.policy.rates.confidence:.0%} confidence"
+        if monitor.method == "sequential" and figures is not None:
+            against = figures.evidence_against or reference
+            how = f"sequential evidence {figures.evidence:.2f} x threshold vs {against}"
         return Reason(
             monitor=monitor.name,
             stage="review",
@@ -649,7 +743,7 @@ class Guard:
             threshold=bound,
             message=(
                 f"{monitor.name}: group {group} impact ratio {ratio:.3f} vs {reference} "
-                f"(bound {bound}) at {self.policy.rates.confidence:.0%} confidence; scope {self.policy.rates.scope}"
+                f"(bound {bound}) {how}; scope {self.policy.rates.scope}"
             ),
         )
 
@@ -662,6 +756,8 @@ class Guard:
             if figures is not None:
                 self.metrics.group_rate.labels(monitor=monitor.name, group=group).set(figures.rate)
                 self.metrics.impact_ratio.labels(monitor=monitor.name, group=group).set(figures.impact_ratio)
+                self.metrics.impact_ratio_bound.labels(monitor=monitor.name, group=group).set(figures.ratio_upper)
+                self.metrics.rate_evidence.labels(monitor=monitor.name, group=group).set(figures.evidence)
             self.metrics.alert_active.labels(monitor=monitor.name, group=group).set(1 if group in active else 0)
 
     # -- reporting --------------------------------------------------------------------
@@ -710,6 +806,8 @@ class Guard:
                         parity_difference=_finite(figures.parity_difference) if figures else None,
                         status=figures.status if figures else "not_checked",
                         alert=group in monitor.active,
+                        evidence=_finite(figures.evidence) if figures else None,
+                        evidence_against=figures.evidence_against if figures else None,
                     )
                 )
             monitors.append(
@@ -718,6 +816,7 @@ class Guard:
                     source=monitor.config.source,
                     outcome=monitor.config.outcome,
                     harm=monitor.config.harm,
+                    method=monitor.rates.method,
                     reference=last.reference if last else None,
                     alerts_raised=monitor.alerts_raised,
                     checks=monitor.checks,
@@ -734,7 +833,20 @@ class Guard:
             window_scope="fleet" if self._store.scope == "fleet" else "worker",
             degraded=(reply is None and bool(self.monitors)) or (reply is not None and reply.degraded),
             monitors=monitors,
+            counterfactual=(
+                self._probe.status() if self._probe is not None else disabled_status(self.policy.counterfactual)
+            ),
         )
+
+
+def _same_probe(old: Policy, new: Policy) -> bool:
+    """Whether ``new`` probes exactly as ``old`` does (then the probe and its figures are kept)."""
+    return (
+        old.enabled == new.enabled
+        and old.counterfactual == new.counterfactual
+        and old.groups.lexicon == new.groups.lexicon
+        and old.label_values == new.label_values
+    )
 
 
 def _board_view(monitor: RateMonitor) -> tuple[object, frozenset[str]]:

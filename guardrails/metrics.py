@@ -24,6 +24,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 STORE_OPERATIONS = ("record", "publish", "snapshot")
 STORE_ERRORS = ("timeout", "connection", "response")
+# Counterfactual gaps (0..1): fine steps below 0.1, where a fair model's gaps live.
+GAP_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
 class GuardMetrics:
@@ -60,6 +62,24 @@ class GuardMetrics:
         self.impact_ratio = Gauge(
             "fairgate_impact_ratio",
             "Impact ratio of the group against the reference at the last check (NaN: not computable).",
+            ["monitor", "group"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        # The evidence an alert acts on, so a dashboard shows why it fired: the window
+        # method's confidence bound (alert when below rates.impact_ratio.min), the
+        # sequential method's e-detector over its alarm threshold (alert at >= 1).
+        self.impact_ratio_bound = Gauge(
+            "fairgate_impact_ratio_bound",
+            "Upper confidence limit of the group's impact ratio at the last check (NaN: not computable).",
+            ["monitor", "group"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.rate_evidence = Gauge(
+            "fairgate_rate_evidence",
+            "Sequential rate test: the group's e-detector over its alarm threshold at the last check "
+            "(alert at >= 1; NaN with rates.method window).",
             ["monitor", "group"],
             registry=registry,
             multiprocess_mode="mostrecent",
@@ -131,6 +151,29 @@ class GuardMetrics:
             "1 while the shared window store is unavailable and this worker judges on its own windows.",
             registry=registry,
             multiprocess_mode="max",
+        )
+
+        # The live counterfactual probe (guardrails/probe.py). ``kind`` is a lexicon axis of
+        # the policy's counterfactual.kinds, ``model`` guard or classifier, ``group`` a group
+        # label value: all bounded by configuration.
+        self.counterfactual_gap = Histogram(
+            "fairgate_counterfactual_gap",
+            "Counterfactual gap per probed item: max - min score over the text and its group-swapped variants.",
+            ["kind", "model"],
+            buckets=GAP_BUCKETS,
+            registry=registry,
+        )
+        self.counterfactual_flips = Counter(
+            "fairgate_counterfactual_flips",
+            "Group-swapped variants whose guard action or classifier label differs from the original's.",
+            ["kind", "model", "group"],
+            registry=registry,
+        )
+        self.counterfactual_variants = Counter(
+            "fairgate_counterfactual_variants",
+            "Group-swapped variants scored by the counterfactual probe (the flip rate's denominator).",
+            ["kind", "model"],
+            registry=registry,
         )
 
     def store_error_label(self, kind: str) -> str:

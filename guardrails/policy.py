@@ -116,6 +116,28 @@ class ParityDifferenceBound(_Strict):
     max: float = Field(gt=0.0, lt=1.0)
 
 
+class SequentialPolicy(_Strict):
+    """Settings of ``rates.method: sequential`` (guardrails/sequential.py, docs/guardrails.md).
+
+    ``arl`` is the long-run false-alarm budget: while no compared pair breaches the bounds,
+    the expected number of false alarms among the first ``n`` monitored outcomes is at most
+    ``(1 - confidence) + n / arl``. ``start_every`` is how often (in paired comparisons of
+    two groups) a new e-process starts: smaller reacts sooner to a late change, larger
+    lowers the alarm threshold.
+    """
+
+    arl: float = Field(default=40_000, ge=100, description="monitored outcomes per false alarm, at least, on average")
+    start_every: int = Field(default=100, ge=1, description="paired comparisons between new e-process starts")
+
+    @model_validator(mode="after")
+    def _budget(self) -> SequentialPolicy:
+        if self.arl < self.start_every:
+            raise ValueError(
+                f"arl {self.arl:g} is below start_every {self.start_every}; raise arl or lower start_every"
+            )
+        return self
+
+
 class RateMonitorPolicy(_Strict):
     """One monitored outcome: a classifier label, or the guard's own flag/block action.
 
@@ -173,6 +195,12 @@ class RatesPolicy(_Strict):
     scope: Literal["affected_group", "all"] = "affected_group"
     on_error: Action = "allow"
     exclude: tuple[str, ...] = ("none",)
+    method: Literal["window", "sequential"] = Field(
+        default="window",
+        description="window: Wilson bounds on sliding windows, checked on a schedule; sequential: "
+        "e-detectors updated every batch (anytime-valid, change detection)",
+    )
+    sequential: SequentialPolicy = Field(default_factory=SequentialPolicy)
 
     @model_validator(mode="before")
     @classmethod
@@ -217,6 +245,41 @@ class AuditPolicy(_Strict):
     )
 
 
+class CounterfactualPolicy(_Strict):
+    """The live counterfactual probe (guardrails/probe.py): a measurement, never a decision.
+
+    On by default at a 5% sample: its cost is bounded per batch by
+    ``max_variants_per_batch`` (rows scored per model, originals included), and a gap
+    that only offline evaluation would show is found too late. ``kinds`` are axes of the
+    identity lexicon (checked when the guard is built); None probes every axis that has
+    two groups or more.
+    """
+
+    enabled: bool = True
+    sample: float = Field(default=0.05, ge=0.0, le=1.0, description="share of items drawn for the probe")
+    max_variants_per_batch: int = Field(
+        default=64, ge=2, le=4096, description="rows scored per model per batch, the original texts included"
+    )
+    kinds: tuple[str, ...] | None = Field(
+        default=None, description="lexicon axes to probe (religion, gender, ...); None: every axis with 2+ groups"
+    )
+
+    @field_validator("kinds")
+    @classmethod
+    def _kind_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        cleaned = tuple(v.strip().lower() for v in value)
+        if not cleaned:
+            raise ValueError("lists no kind; list lexicon axes (e.g. [religion, gender]) or set enabled: false")
+        for name in cleaned:
+            if not name or not name.replace("_", "").isalnum():
+                raise ValueError(f"{name!r} is not a kind name; use a lexicon axis such as religion or gender")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("lists a kind twice; list each kind once")
+        return cleaned
+
+
 class Policy(_Strict):
     """The whole policy. Build it with :meth:`from_yaml` or :meth:`from_mapping`."""
 
@@ -226,6 +289,7 @@ class Policy(_Strict):
     toxicity: ToxicityPolicy = Field(default_factory=ToxicityPolicy)
     rates: RatesPolicy = Field(default_factory=RatesPolicy)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
+    counterfactual: CounterfactualPolicy = Field(default_factory=CounterfactualPolicy)
 
     @field_validator("version", mode="before")
     @classmethod

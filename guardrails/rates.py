@@ -9,6 +9,11 @@ disparity is within the bounds, the chance of any false alarm in any stretch of 
 window length of traffic is at most ``alpha``; so the expected number of false alarms
 over ``T`` outcomes is at most ``alpha * T / size``. At equal rates (far inside the
 bound) it is much lower than that; see docs/guardrails.md for measured figures.
+
+With ``rates.method: sequential`` the windows, schedule, figures and clearing stay as
+above, but an alert is raised by the e-detectors of :mod:`fairgate.guardrails.sequential`,
+updated after every batch, instead of by the scheduled Wilson test (its guarantee is in
+that module's docstring).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from dataclasses import dataclass, field
 
 from fairgate.guardrails._stats import difference_lower, ratio_upper, z_one_sided
 from fairgate.guardrails.local_store import as_monitor_store
-from fairgate.guardrails.policy import RateMonitorPolicy, RatesPolicy
+from fairgate.guardrails.policy import PolicyError, RateMonitorPolicy, RatesPolicy
+from fairgate.guardrails.sequential import Alarm, SequentialDetector, SequentialSpec
 from fairgate.guardrails.store import (
     AlertBoard,
     BoardUpdate,
@@ -54,6 +60,8 @@ class GroupResult:
     parity_difference: float
     difference_lower: float
     status: str  # "reference" | "ok" | "alert" | "insufficient_samples" | "no_reference"
+    evidence: float = float("nan")  # sequential: e-detector / alarm threshold (alert at >= 1); NaN for window
+    evidence_against: str | None = None  # sequential: the group of the strongest comparison
 
 
 @dataclass(slots=True)
@@ -66,6 +74,7 @@ class CheckResult:
     groups: dict[str, GroupResult]
     raised: list[str] = field(default_factory=list)
     cleared: list[str] = field(default_factory=list)
+    alarms: list[str] = field(default_factory=list)  # sequential alarms this check consumed (not encoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,12 @@ class RateMonitor:
         self._last: CheckResult | None = None
         self._last_text: str | None = None
         self._last_epoch = -1  # the board epoch whose last check we hold
+        check_method_store(rates, self._store)
+        self._detector: SequentialDetector | None = None
+        if rates.method == "sequential":
+            self._detector = SequentialDetector(groups=self._compared, spec=sequential_spec(monitor, rates))
+        self._unapplied: dict[str, tuple[int, int]] | None = None  # the last built batch's counts
+        self._alarms: dict[str, Alarm] = {}  # alarms not yet published by a check
 
     def key(self, group: str) -> str:
         return window_key(self.name, group)
@@ -153,6 +168,22 @@ class RateMonitor:
         """The last published check's figures (whichever process ran it)."""
         return self._last
 
+    @property
+    def method(self) -> str:
+        return self.rates.method
+
+    @property
+    def detector(self) -> SequentialDetector | None:
+        """The e-detectors of ``method: sequential`` (None for ``window``)."""
+        return self._detector
+
+    def reset_evidence(self, groups: Sequence[str] | None = None) -> None:
+        """Forget the sequential evidence of pairs involving ``groups`` (all when None): admin resets."""
+        if self._detector is not None:
+            self._detector.reset(groups)
+            for group in list(self._alarms) if groups is None else groups:
+                self._alarms.pop(group, None)
+
     # -- one batch, in steps ------------------------------------------------------------
 
     def query(self) -> MonitorQuery:
@@ -168,6 +199,9 @@ class RateMonitor:
             observed += 1
             for group in groups:
                 events.setdefault(group, []).append(1 if hit else 0)
+        if self._detector is not None:
+            # Applied to the e-detectors when the store has taken the batch (absorb).
+            self._unapplied = {g: (len(v), sum(v)) for g, v in events.items()}
         return MonitorBatch(
             monitor=self.name,
             groups=self._groups,
@@ -200,17 +234,37 @@ class RateMonitor:
         return changed
 
     def absorb(self, reply: MonitorReply) -> PendingCheck | None:
-        """Take a ``record`` reply; when it made a check due, the check and the update to publish."""
+        """Take a ``record`` reply; when it made a check due, the check and the update to publish.
+
+        With ``method: sequential`` the batch also updates the e-detectors, and an alarm for
+        a group not yet alerting makes a check due at once (reading the windows for its
+        figures when the schedule did not).
+        """
         self.adopt(reply.board)
-        if not reply.due or reply.counts is None:
+        urgent = False
+        if self._detector is not None and self._unapplied is not None:
+            counts, self._unapplied = self._unapplied, None
+            for alarm in self._detector.update(counts):
+                known = self._alarms.get(alarm.group)
+                if known is None or alarm.evidence > known.evidence:
+                    self._alarms[alarm.group] = alarm
+            urgent = any(g not in self._board.active for g in self._alarms)
+        if reply.due and reply.counts is not None:
+            return self.evaluate(reply.counts)
+        if not urgent:
+            self._alarms.clear()  # only groups already alerting: nothing to raise
             return None
-        return self.evaluate(reply.counts)
+        snapshot = self._store.snapshot([self.query()], now=self._clock()).monitors[self.name]
+        self.adopt(snapshot.board)
+        return self.evaluate(snapshot.counts or {})
 
     def settle(self, pending: PendingCheck, reply: MonitorReply) -> CheckResult | None:
         """Take the ``publish`` reply: the check if it won, None if another check got there first."""
         check = pending.result
         if reply.accepted:
             self._last, self._last_text, self._last_epoch = check, pending.update.last, reply.board.epoch
+            for group in check.alarms:
+                self._alarms.pop(group, None)
             if check.raised:
                 logger.warning("rate monitor %s: alert raised for %s", self.name, ", ".join(check.raised))
             if check.cleared:
@@ -263,10 +317,18 @@ class RateMonitor:
         else:
             pairs = max(0, len(eligible) - 1)
         z = z_one_sided(self._alpha / (rates.checks_per_window * max(1, pairs)))
-        result = CheckResult(monitor=self.name, reference=reference, z=z, groups={})
+        result = CheckResult(monitor=self.name, reference=reference, z=z, groups={}, alarms=sorted(self._alarms))
         active = set(self._board.active)
+        evidence = self._detector.evidence() if self._detector is not None else {}
         for group in self._groups:
-            result.groups[group] = self._assess(group, counts, eligible, reference, z, result, active)
+            assessed = self._assess(group, counts, eligible, reference, z, result, active)
+            if self._detector is not None and group in evidence:
+                value, against = evidence[group]
+                alarm = self._alarms.get(group)
+                if alarm is not None and alarm.evidence >= value:
+                    value, against = alarm.evidence, alarm.other
+                assessed = _with_evidence(assessed, value, against)
+            result.groups[group] = assessed
         update = BoardUpdate(
             monitor=self.name,
             expected_epoch=self._board.epoch,
@@ -299,13 +361,21 @@ class RateMonitor:
     ) -> GroupResult:
         c = counts[group]
         nan = float("nan")
+        alarm = self._detector is not None and group in self._alarms
+        if alarm and group not in active:
+            # Sequential: the e-detector's alarm raises whatever the window shows yet.
+            active.add(group)
+            result.raised.append(group)
         if group == reference:
-            _clear(group, result, active)
-            return GroupResult(group, c.n, c.positives, c.rate, 1.0, 1.0, 0.0, 0.0, "reference")
+            if not alarm:
+                _clear(group, result, active)
+            status = "alert" if group in active else "reference"
+            return GroupResult(group, c.n, c.positives, c.rate, 1.0, 1.0, 0.0, 0.0, status)
         if group not in eligible or reference is None:
-            _clear(group, result, active)
+            if not alarm:
+                _clear(group, result, active)
             status = "insufficient_samples" if group not in eligible else "no_reference"
-            return GroupResult(group, c.n, c.positives, c.rate, nan, nan, nan, nan, status)
+            return GroupResult(group, c.n, c.positives, c.rate, nan, nan, nan, nan, "alert" if alarm else status)
         r = counts[reference]
         if self.config.harm == "low_rate":  # disadvantaged when its rate is low
             ratio = c.rate / r.rate if r.rate > 0 else nan
@@ -319,9 +389,12 @@ class RateMonitor:
             lower = difference_lower(c.positives, c.n, r.positives, r.n, z)
         ratio_bound = self.rates.impact_ratio.min if self.rates.impact_ratio else None
         diff_bound = self.rates.parity_difference.max if self.rates.parity_difference else None
-        evidence = (ratio_bound is not None and upper < ratio_bound) or (
-            diff_bound is not None and lower > diff_bound
-        )
+        if self._detector is not None:
+            evidence = alarm  # raised above; the window's bound is shown, not acted on
+        else:
+            evidence = (ratio_bound is not None and upper < ratio_bound) or (
+                diff_bound is not None and lower > diff_bound
+            )
         hysteresis = self.rates.hysteresis
         recovered = (
             ratio_bound is None or (not math.isnan(ratio) and ratio >= ratio_bound + hysteresis)
@@ -329,10 +402,47 @@ class RateMonitor:
         if group not in active and evidence:
             active.add(group)
             result.raised.append(group)
-        elif group in active and recovered:
+        elif group in active and recovered and not alarm:
             _clear(group, result, active)
         status = "alert" if group in active else "ok"
         return GroupResult(group, c.n, c.positives, c.rate, ratio, upper, diff, lower, status)
+
+
+def check_method_store(rates: RatesPolicy, store: MonitorStore) -> None:
+    """Refuse ``method: sequential`` on a fleet-wide store, naming the fix.
+
+    The e-detectors are a few numbers per pair updated in this process after every batch;
+    the shared (Redis) store keeps windows and alert boards for the fleet but not these, and
+    one detector per worker alerting onto one fleet board would multiply the false-alarm
+    budget by the number of workers. So the combination is refused rather than silently
+    weaker than documented.
+    """
+    if rates.method == "sequential" and store.scope == "fleet":
+        raise PolicyError(
+            "rates.method: sequential keeps its e-detectors in each worker and cannot use the fleet-wide "
+            "window store (FAIRGATE_REDIS_URL); set rates.method: window to keep Redis, or unset "
+            "FAIRGATE_REDIS_URL to run sequential monitors per worker"
+        )
+
+
+def sequential_spec(monitor: RateMonitorPolicy, rates: RatesPolicy) -> SequentialSpec:
+    """The e-detector settings of one monitor under ``rates``."""
+    return SequentialSpec(
+        harm=monitor.harm,
+        ratio_min=rates.impact_ratio.min if rates.impact_ratio else None,
+        difference_max=rates.parity_difference.max if rates.parity_difference else None,
+        arl=rates.sequential.arl,
+        start_every=rates.sequential.start_every,
+        confidence=rates.confidence,
+        reference=None if rates.reference == "highest" else rates.reference,
+    )
+
+
+def _with_evidence(result: GroupResult, evidence: float, against: str | None) -> GroupResult:
+    return GroupResult(
+        result.group, result.n, result.positives, result.rate, result.impact_ratio, result.ratio_upper,
+        result.parity_difference, result.difference_lower, result.status, evidence, against,
+    )
 
 
 def _clear(group: str, result: CheckResult, active: set[str]) -> None:
@@ -350,7 +460,7 @@ def encode_check(result: CheckResult) -> str:
             "z": result.z,
             "groups": [
                 [g.group, g.n, g.positives, g.rate, g.impact_ratio, g.ratio_upper, g.parity_difference,
-                 g.difference_lower, g.status]
+                 g.difference_lower, g.status, g.evidence, g.evidence_against]
                 for g in result.groups.values()
             ],
             "raised": result.raised,
@@ -374,6 +484,8 @@ def decode_check(text: str) -> CheckResult:
             parity_difference=float(row[6]),
             difference_lower=float(row[7]),
             status=str(row[8]),
+            evidence=float(row[9]) if len(row) > 9 else float("nan"),
+            evidence_against=str(row[10]) if len(row) > 10 and row[10] is not None else None,
         )
         for row in data["groups"]
     }

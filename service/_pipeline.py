@@ -22,6 +22,7 @@ import numpy as np
 
 from fairgate.guardrails.encoding import Encoding, TokenizingModel, can_share_encoding
 from fairgate.guardrails.explain import DEFAULT_MAX_WORDS, DEFAULT_TOP_K, occlude
+from fairgate.guardrails.probe import ProbeClassifier
 from fairgate.service.schemas import ClassifyResult, ItemExplanation
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from fairgate.guardrails.explain import Explanation
     from fairgate.guardrails.groups import RequestGroup
     from fairgate.guardrails.metrics import GuardMetrics
+    from fairgate.guardrails.probe import ProbeRecord
     from fairgate.guardrails.scorers import ToxicityScorer
 
 __all__ = ["BatchGuard", "ClassifierModel", "GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
@@ -92,6 +94,16 @@ class BatchGuard(Protocol):
         scorer: ToxicityScorer | None = None,
     ) -> list[Explanation]: ...
 
+    def probe(
+        self,
+        texts: Sequence[str],
+        screens: Sequence[Screen],
+        labels: Sequence[str | None],
+        *,
+        scorer: ToxicityScorer | None = None,
+        classifier: ProbeClassifier | None = None,
+    ) -> list[ProbeRecord]: ...
+
 
 class ModelFailure(RuntimeError):
     """The classifier failed on a batch: the items get an error, never a made-up label."""
@@ -122,6 +134,11 @@ class GuardedClassifier:
     count as a monitor error and keep the wrapper busy for the next batch's screen; see
     docs/service.md, "Explanations"); ``None`` uses the guard's own scorer. A batch where
     no item asks makes no extra call.
+
+    The counterfactual probe (policy ``counterfactual``; :meth:`Guard.probe`) runs last too,
+    on the batch's sample: at most one more guard-model call (``explain_scorer``, outside
+    the deadline for the same reason) and one more classifier run, each of at most
+    ``max_variants_per_batch`` rows. It measures and never changes a result.
     """
 
     def __init__(
@@ -144,6 +161,9 @@ class GuardedClassifier:
         self.explain_top_k = explain_top_k
         self._clock = clock
         self._new_id = new_id
+        self._probe_classifier = ProbeClassifier(
+            labels=tuple(classifier.labels), predict=self._classifier_probabilities
+        )
 
     def classify(self, items: Sequence[ItemLike]) -> list[ClassifyResult]:
         """Decide a batch; results in input order."""
@@ -156,7 +176,21 @@ class GuardedClassifier:
             results, screens = self._classify_locked(texts, groups)
             if explain:
                 self._explain(texts, screens, explain, results)
+            self._probe(texts, screens, results)
             return results
+
+    def _probe(self, texts: list[str], screens: Sequence[Screen], results: Sequence[ClassifyResult]) -> None:
+        """The counterfactual probe on the decided batch: records metrics, never touches ``results``."""
+        try:
+            self.guard.probe(
+                texts,
+                screens,
+                [result.label for result in results],
+                scorer=self.explain_scorer,
+                classifier=self._probe_classifier,
+            )
+        except Exception:  # a measurement: log it, answer the decisions
+            logger.exception("the counterfactual probe failed on a batch of %d items; the decisions stand", len(texts))
 
     def _shared_encoding(self, texts: list[str]) -> Encoding | None:
         """One tokenisation for both models, or None: each model then encodes for itself,

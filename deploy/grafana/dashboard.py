@@ -451,6 +451,100 @@ def build_dashboard() -> Any:
                 threshold=IMPACT_RATIO_MIN,
             ).span(12)
         )
+        .with_panel(
+            _timeseries(
+                "Why a rate alert fired: impact ratio confidence bound (window method)",
+                "fairgate_impact_ratio_bound: the upper confidence limit of each group's impact "
+                "ratio at the guard's last check, per instance. With rates.method: window an "
+                "alert is raised when this bound (not just the point ratio) falls below the "
+                "dashed line, the policy's impact_ratio.min; it clears when the point ratio is "
+                "back at min + hysteresis.",
+                [
+                    (
+                        "fairgate_impact_ratio_bound{" + INSTANCE + ", " + GROUP + "}",
+                        "{{instance}} {{monitor}} {{group}}",
+                    )
+                ],
+                unit="percentunit",
+                maximum=1.05,
+                threshold=IMPACT_RATIO_MIN,
+            ).span(12)
+        )
+        .with_panel(
+            _timeseries(
+                "Why a rate alert fired: sequential evidence (alert at 1)",
+                "fairgate_rate_evidence: with rates.method: sequential, each group's e-detector "
+                "(the evidence that its rate breaches the policy's bound against some other "
+                "group, updated after every batch) divided by its alarm threshold, per instance. "
+                "An alert is raised when it reaches 1 and the detector then starts again; a "
+                "line that climbs towards 1 is a disparity building up. NaN with the window method.",
+                [
+                    (
+                        "fairgate_rate_evidence{" + INSTANCE + ", " + GROUP + "}",
+                        "{{instance}} {{monitor}} {{group}}",
+                    )
+                ],
+                unit="none",
+                threshold=1.0,
+            ).span(12)
+        )
+        # ---- the counterfactual probe -------------------------------------------------
+        .with_row(Row("Counterfactual probe: would another group get the same answer?"))
+        .with_panel(
+            _timeseries(
+                "Counterfactual gap per kind and model (1h)",
+                "On the probe's sample of items whose text names a group, the text is written "
+                "again for every other group of the same kind and scored with it: the gap is "
+                "max - min score over those versions (guard: toxicity; classifier: the largest "
+                "spread of a label's probability). Mean over the last hour, fleet-wide "
+                "(fairgate:counterfactual_gap:mean_rate1h), and p95 from the histogram. 0 is "
+                "a model that ignores which group is named.",
+                [
+                    ("fairgate:counterfactual_gap:mean_rate1h", "mean {{kind}} {{model}}"),
+                    (
+                        "histogram_quantile(0.95, sum by (le, kind, model) (rate("
+                        "fairgate_counterfactual_gap_bucket{" + INSTANCE + "}[1h])))",
+                        "p95 {{kind}} {{model}}",
+                    ),
+                ],
+                unit="short",
+                maximum=1,
+            ).span(8)
+        )
+        .with_panel(
+            _timeseries(
+                "Counterfactual flip rate per kind and model (1h)",
+                "Share of the group-swapped variants whose guard action or classifier label "
+                "differs from the original text's, over the last hour across every instance "
+                "(fairgate:counterfactual_flips:ratio_rate1h). FairgateCounterfactualFlipRateHigh "
+                "fires above the bound line (5%) once 200 variants an hour are scored.",
+                [
+                    ("fairgate:counterfactual_flips:ratio_rate1h", "{{kind}} {{model}}"),
+                    ("vector(0.05)", "alert bound"),
+                ],
+                unit="percentunit",
+                maximum=1,
+            ).span(8)
+        )
+        .with_panel(
+            _timeseries(
+                "Counterfactual flips by swapped-in group (1h)",
+                "Flips in the last hour per kind, model and the group swapped in "
+                "(fairgate_counterfactual_flips_total; groups outside the policy's allowed list "
+                "count as other), and the variants scored per kind "
+                "(fairgate:counterfactual_variants:increase1h, the flip rate's sample size).",
+                [
+                    (
+                        "sum by (kind, model, group) (increase(fairgate_counterfactual_flips_total{"
+                        + INSTANCE
+                        + "}[1h])) > 0",
+                        "flips {{kind}} {{model}} -> {{group}}",
+                    ),
+                    ("fairgate:counterfactual_variants:increase1h", "variants {{kind}} {{model}}"),
+                ],
+                unit="short",
+            ).span(8)
+        )
         # ---- the edge: what was refused before any decision ----------------------------
         .with_row(Row("Edge: shedding, queue and keys"))
         .with_panel(

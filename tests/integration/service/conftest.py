@@ -37,6 +37,8 @@ def test_policy(guard_scores: dict[str, float], tmp_path_factory: pytest.TempPat
             "action": "flag",
             "scope": "affected_group",
         },
+        # Every item probed, so a few requests move the counterfactual metrics and status.
+        "counterfactual": {"sample": 1.0},
     }
     path = tmp_path_factory.mktemp("policy") / "policy.yaml"
     path.write_text(yaml.safe_dump(policy), encoding="utf-8")

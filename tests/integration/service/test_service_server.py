@@ -261,6 +261,36 @@ def test_metrics_carry_every_fairgate_metric_and_move(one_worker: BentoServer, t
     assert any(name.startswith("bentoml_service_request") for name, _ in after)
 
 
+def test_traffic_naming_groups_moves_the_counterfactual_metrics_and_status(
+    one_worker: BentoServer, test_policy: SplitPolicy
+) -> None:
+    # The test policy probes every item (counterfactual.sample: 1.0).
+    before = metric_samples(one_worker.url)
+    items = [
+        {"text": "Muslims deserve the same rights as everyone.", "group": None},
+        {"text": "The women met the men at the market.", "group": None},
+        {"text": test_policy.benign_text, "group": "female"},
+    ]
+    response = httpx.post(one_worker.url + "/classify_batch", json={"items": items}, timeout=30)
+    assert response.status_code == 200
+    after = metric_samples(one_worker.url)
+
+    def moved(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    # religion: the five other religions; gender: "women" and "men" both written as each
+    # of the two other genders.
+    assert moved("fairgate_counterfactual_variants_total", kind="religion", model="guard") == 5
+    assert moved("fairgate_counterfactual_variants_total", kind="gender", model="guard") == 2
+    assert moved("fairgate_counterfactual_gap_count", kind="religion", model="guard") == 1
+    status = GuardrailsStatusResponse.model_validate(httpx.get(one_worker.url + "/guardrails/status").json())
+    probe = status.guardrails.counterfactual if status.guardrails is not None else None
+    assert probe is not None and probe.enabled and probe.sample == 1.0
+    religion = next(k for k in probe.kinds if k.kind == "religion")
+    guard_side = next(m for m in religion.models if m.model == "guard")
+    assert religion.items >= 1 and guard_side.variants >= 5 and guard_side.mean_gap is not None
+
+
 def test_openapi_documents_the_schemas_with_examples(one_worker: BentoServer) -> None:
     spec = httpx.get(one_worker.url + "/docs.json", timeout=10).json()
 

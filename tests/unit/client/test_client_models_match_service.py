@@ -28,6 +28,10 @@ PAIRS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (client.MonitorStatus, decision.MonitorStatus),
     (client.GroupStatus, decision.GroupStatus),
     (client.ClassifyItem, service.ClassifyRequest),
+    (client.CounterfactualStatus, decision.CounterfactualStatus),
+    (client.CounterfactualKindStatus, decision.CounterfactualKindStatus),
+    (client.CounterfactualModelStatus, decision.CounterfactualModelStatus),
+    (client.GroupCount, decision.GroupCount),
 ]
 # Words about a field, not its shape.
 _PROSE = {"title", "description", "example", "examples", "nullable", "default", "maxLength", "minLength", "pattern"}
@@ -70,16 +74,27 @@ def test_the_services_result_example_parses_unchanged() -> None:
 def _full_status() -> service.GuardrailsStatusResponse:
     group = decision.GroupStatus(
         group="female", n=120, positives=30, rate=0.25, impact_ratio=0.7, ratio_upper=0.78,
-        parity_difference=0.1, status="alert", alert=True,
+        parity_difference=0.1, status="alert", alert=True, evidence=1.3, evidence_against="male",
     )
     monitor = decision.MonitorStatus(
-        name="guard_block", source="guard", outcome="block", harm="high_rate", reference=None,
+        name="guard_block", source="guard", outcome="block", harm="high_rate", method="sequential", reference=None,
         alerts_raised=1, checks=9, active=["female"], checked=True,
         groups=[group, group.model_copy(update={"group": "male", "impact_ratio": None, "alert": False})],
     )
+    probed = decision.CounterfactualModelStatus(
+        model="guard", probes=4, variants=20, mean_gap=0.12, max_gap=0.4, flips=3, flip_rate=0.15
+    )
+    counterfactual = decision.CounterfactualStatus(
+        enabled=True, sample=0.05, max_variants_per_batch=64, sampled=9, errors=0,
+        kinds=[decision.CounterfactualKindStatus(
+            kind="religion", items=4, skipped=1,
+            models=[probed, probed.model_copy(update={"model": "classifier", "mean_gap": None, "flip_rate": None})],
+            unfavoured=[decision.GroupCount(group="muslim", count=2)],
+        )],
+    )
     guard = decision.GuardStatus(
         policy_version="3", enabled=True, toxicity_enabled=True, rates_enabled=True,
-        window_scope="fleet", degraded=True, monitors=[monitor],
+        window_scope="fleet", degraded=True, monitors=[monitor], counterfactual=counterfactual,
     )
     return service.GuardrailsStatusResponse(
         ready=True, worker=service.WorkerInfo(pid=42, index=2, workers=2), policy_path="/p.yaml",

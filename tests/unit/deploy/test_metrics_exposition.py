@@ -8,6 +8,7 @@ service is checked the same way in tests/integration/deploy.
 
 from __future__ import annotations
 
+import random
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,11 +39,17 @@ def filled_registry() -> CollectorRegistry:
 
     data = Policy.default().model_dump()
     data["rates"]["min_samples"] = 5
+    data["counterfactual"]["sample"] = 1.0
     policy = Policy.from_mapping(data)
     registry = CollectorRegistry()
     now = [0.0]
     guard = Guard(
-        policy=policy, scorer=WordScorer(), registry=registry, clock=lambda: now[0], store=InMemoryWindowStore()
+        policy=policy,
+        scorer=WordScorer(),
+        registry=registry,
+        clock=lambda: now[0],
+        store=InMemoryWindowStore(),
+        rng=random.Random(0),
     )
     texts = ["a fine day", "bad service", "you idiot", "great food"] * 10
     groups = ["female", "male", "nonbinary", None, "martian"] * 8
@@ -50,6 +57,9 @@ def filled_registry() -> CollectorRegistry:
     labels = [None if s.action == "block" else ("negative" if i % 3 else "positive") for i, s in enumerate(screens)]
     guard.review(screens, labels)
     guard.check()
+    # The counterfactual probe on texts naming groups (a sample of 1.0: every one).
+    named = ["bad Muslims", "a fine day for women"]
+    guard.probe(named, guard.screen(named), [None, None])
     guard.metrics.inference_duration.labels(model="classifier").observe(0.004)
     guard.metrics.set_model_info(role="classifier", tag="fairgate-classifier:abc", variant="int8")
     # The edge's metrics, in the same registry (the service gives them one per worker).
@@ -82,6 +92,9 @@ def test_guardrails_metrics_pass_promtool_check_metrics(promtool: Path) -> None:
         "fairgate_model_info",
         "fairgate_policy_info",
         "fairgate_batch_size_bucket",
+        "fairgate_counterfactual_gap_bucket",
+        "fairgate_counterfactual_flips_total",
+        "fairgate_counterfactual_variants_total",
     ):
         assert f"\n{name}{{" in text, f"{name} missing from the exposition"
     problems = [line for line in promtool_lint(promtool, exposition) if "fairgate_" in line]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fairgate.guardrails.policy import Policy
-from fairgate.guardrails.simulate import simulate_rates, true_impact_ratios
+from fairgate.guardrails.simulate import simulate_methods, simulate_rates, true_impact_ratios
 from fairgate.service.cli import main
 
 
@@ -134,3 +134,59 @@ def test_cli_runs_summary(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert repeats["detected_runs"] == len(detected)
     assert repeats["first_alert_median"] == detected[(len(detected) + 1) // 2 - 1]
     assert repeats["requests_total"] == 6000
+
+
+def test_cli_runs_both_methods_side_by_side(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("rates: {window: {size: 400}, min_samples: 50}\n")
+    args = ["simulate-rates", "--rates", "0.5,0.1", "--n", "3000", "--runs", "2", "--policy", str(policy)]
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["methods"]) == {"window", "sequential"}
+    assert data["method"] == "window" and data["first_alert"] == data["methods"]["window"]["first_alert"]
+    for method, block in data["methods"].items():
+        assert block["method"] == method
+        summary = block["repeats"]
+        assert summary["method"] == method and summary["runs"] == 2
+        assert {"caught_share", "first_alert_median", "first_alert_p90", "false_alarms_per_100k"} <= set(summary)
+        assert block["groups"]["female"]["alerts"] >= 1
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "[window] 3000 requests" in out and "[sequential] 3000 requests" in out
+
+
+def test_cli_change_scenario_reports_the_delay(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("rates: {window: {size: 400}, min_samples: 50}\n")
+    args = ["simulate-rates", "--rates", "0.2,0.2", "--then", "0.5,0.1", "--change-at", "2000", "--n", "5000"]
+    assert main([*args, "--runs", "2", "--batch", "4", "--policy", str(policy), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    for block in data["methods"].values():
+        assert block["change_at"] == 2000
+        assert block["detection_delay"] is not None and 0 < block["detection_delay"] <= 3000
+        assert block["groups"]["female"]["then_breaches_bound"] is True
+        summary = block["repeats"]
+        assert summary["delay_caught_share"] == 1.0 and summary["delay_median"] is not None
+    assert main([*args, "--method", "sequential", "--policy", str(policy)]) == 0
+    out = capsys.readouterr().out
+    assert "[sequential]" in out and "[window]" not in out and "detection delay after 2000:" in out
+    assert main(["simulate-rates", "--rates", "0.2,0.2", "--then", "0.3,0.2"]) == 2
+    assert "--then and --change-at go together" in capsys.readouterr().out
+    assert main(["simulate-rates", "--rates", "0.2,0.2", "--then", "0.3", "--change-at", "5"]) == 2
+    assert "need 2 rates in 0..1 after the change" in capsys.readouterr().out
+
+
+def test_five_groups_unequal_shares_and_batches() -> None:
+    results = simulate_methods(
+        rates=[0.5, 0.2, 0.2, 0.2, 0.2],
+        shares=[0.1, 0.3, 0.2, 0.2, 0.2],
+        n=6000,
+        seed=3,
+        batch=8,
+        policy=small_policy(),
+    )
+    for method, result in results.items():
+        assert result.method == method
+        assert len(result.groups) == 5 and result.groups[0].share == pytest.approx(0.1)
+        assert result.first_alert is not None and result.false_alarms == 0, method
+        assert result.groups[0].alerts >= 1

@@ -1,0 +1,176 @@
+"""The counterfactual probe in the guarded batch path, with tiny ONNX models: after the
+decision, one extra call per model at most, never changing a result."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fairgate.guardrails import Guard, OnnxToxicityScorer, Policy
+from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel
+from fairgate.service._pipeline import GuardedClassifier
+from fairgate.service.schemas import ClassifyResult
+from tests.unit.guardrails.conftest import TOXICITY_LABELS, build_model_dir
+
+
+class CountingScorer:
+    def __init__(self, inner: OnnxToxicityScorer) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+
+    @property
+    def categories(self) -> Sequence[str]:
+        return self.inner.categories
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        return self.inner.score(texts)
+
+
+class CountingClassifier:
+    def __init__(self, inner: OnnxTextModel) -> None:
+        self.inner = inner
+        self.labels = inner.labels
+        self.task = inner.task
+        self.tokenizer_fingerprint = inner.tokenizer_fingerprint
+        self.max_length = inner.max_length
+        self.normalization = inner.normalization
+        self.calls: list[int] = []
+
+    def encode(self, texts: Sequence[str]) -> Encoding:
+        return self.inner.encode(texts)
+
+    def run(self, encoding: Encoding) -> np.ndarray:
+        self.calls.append(len(encoding.input_ids))
+        return self.inner.run(encoding)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return self.inner.probabilities(logits)
+
+
+@dataclass
+class Item:
+    text: str
+    group: str | None = None
+
+
+@dataclass
+class Setup:
+    pipeline: GuardedClassifier
+    registry: CollectorRegistry
+    screen_scorer: CountingScorer
+    probe_scorer: CountingScorer
+    classifier: CountingClassifier
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    # Guard: 'kill' blocks, 'idiot' flags. Classifier: 'nice' positive, 'idiot' negative.
+    guard_dir = build_model_dir(
+        tmp_path / "guard",
+        labels=TOXICITY_LABELS,
+        task="multi_label_classification",
+        weights={
+            "[CLS]": [-4.0] * 6,
+            "idiot": [8.0, 0.0, 0.0, 0.0, 10.0, 0.0],
+            "kill": [8.0, 6.0, 0.0, 10.0, 0.0, 0.0],
+        },
+    )
+    classifier_dir = build_model_dir(
+        tmp_path / "classifier",
+        labels=["negative", "positive"],
+        task="single_label_classification",
+        weights={"nice": [0.0, 4.0], "idiot": [5.0, 0.0]},
+    )
+    return guard_dir, classifier_dir
+
+
+def setup(dirs: tuple[Path, Path], *, probe: dict[str, object]) -> Setup:
+    guard_dir, classifier_dir = dirs
+    policy = Policy.from_mapping(
+        {
+            "version": "probe-service",
+            "groups": {"source": "both", "allowed": ["female", "male", "muslim"]},
+            "toxicity": {"categories": {"toxicity": {"flag": 0.5}, "threat": {"flag": 0.3, "block": 0.8}}},
+            "rates": {"enabled": False},
+            "counterfactual": probe,
+        }
+    )
+    registry = CollectorRegistry()
+    screen_scorer = CountingScorer(OnnxToxicityScorer.from_directory(guard_dir, variant="fp32"))
+    probe_scorer = CountingScorer(OnnxToxicityScorer.from_directory(guard_dir, variant="fp32"))
+    classifier = CountingClassifier(OnnxTextModel.from_directory(classifier_dir, variant="fp32"))
+    guard = Guard(policy=policy, scorer=screen_scorer, registry=registry, rng=random.Random(1))
+    ids = count()
+    pipeline = GuardedClassifier(
+        classifier=classifier,  # type: ignore[arg-type]
+        guard=guard,
+        explain_scorer=probe_scorer,
+        new_id=lambda: f"id{next(ids)}",
+    )
+    return Setup(pipeline, registry, screen_scorer, probe_scorer, classifier)
+
+
+ITEMS = [
+    Item("nice day for women"),
+    Item("you idiot muslims"),
+    Item("kill the men"),
+    Item("hello world"),
+    Item("nice muslims and jews"),
+]
+
+
+def _decided(results: list[ClassifyResult]) -> list[dict[str, object]]:
+    return [r.model_dump() for r in results]
+
+
+def test_probe_in_the_pipeline_measures_after_the_decision_and_changes_nothing(dirs: tuple[Path, Path]) -> None:
+    off = setup(dirs, probe={"enabled": False})
+    on = setup(dirs, probe={"sample": 1.0, "max_variants_per_batch": 64})
+    results_off = off.pipeline.classify(ITEMS)
+    results_on = on.pipeline.classify(ITEMS)
+
+    assert _decided(results_on) == _decided(results_off)
+    assert [r.action for r in results_on] == ["allow", "flag", "block", "allow", "allow"]
+    # The screen and the classifier as without the probe; then one probe call per model.
+    assert on.screen_scorer.calls == off.screen_scorer.calls == [5]
+    assert off.probe_scorer.calls == [] and off.classifier.calls == [4]
+    # Rows: women (4: the text + 3 gender variants), muslims (6), men (4), muslims and jews (5).
+    assert on.probe_scorer.calls == [19]
+    # The classifier sees only the items it classified (the blocked "kill the men" is left out).
+    assert on.classifier.calls == [4, 15]
+
+    value = on.registry.get_sample_value
+    assert value("fairgate_counterfactual_gap_count", {"kind": "religion", "model": "guard"}) == 2
+    assert value("fairgate_counterfactual_gap_count", {"kind": "gender", "model": "classifier"}) == 1
+    assert value("fairgate_counterfactual_variants_total", {"kind": "gender", "model": "guard"}) == 6
+    # The tiny models do not read identity terms: every version scores the same.
+    assert value("fairgate_counterfactual_gap_sum", {"kind": "religion", "model": "guard"}) == pytest.approx(0.0)
+    assert (
+        off.registry.get_sample_value("fairgate_counterfactual_gap_count", {"kind": "religion", "model": "guard"})
+        is None
+    )
+
+    status = on.pipeline.status().counterfactual
+    assert status is not None and status.enabled and status.sampled == 5
+    by_kind = {k.kind: k for k in status.kinds}
+    assert by_kind["religion"].items == 2 and by_kind["gender"].items == 2
+    assert all(m.flips == 0 for m in by_kind["religion"].models)
+
+
+def test_probe_respects_the_row_bound_in_the_pipeline(dirs: tuple[Path, Path]) -> None:
+    bounded = setup(dirs, probe={"sample": 1.0, "max_variants_per_batch": 6, "kinds": ["religion"]})
+    bounded.pipeline.classify([Item("you idiot muslims"), Item("nice muslims"), Item("nice hindus")])
+    assert bounded.probe_scorer.calls == [6]
+    assert bounded.classifier.calls == [3, 6]
+    status = bounded.pipeline.status().counterfactual
+    assert status is not None
+    [religion] = status.kinds
+    assert (religion.items, religion.skipped) == (1, 2)
