@@ -299,6 +299,8 @@ class CounterfactualProbe:
             raise ValueError(
                 f"the classifier returned shape {probabilities.shape}, expected {(len(needed), len(classifier.labels))}"
             )
+        if not np.all(np.isfinite(probabilities)):  # as the guard's rows: a NaN gap would poison the figures
+            raise ValueError(f"the classifier returned non-finite probabilities for {len(needed)} rows")
         names = classifier.labels
         results = {}
         for k in chosen:

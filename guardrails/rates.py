@@ -372,7 +372,9 @@ class RateMonitor:
             status = "alert" if group in active else "reference"
             return GroupResult(group, c.n, c.positives, c.rate, 1.0, 1.0, 0.0, 0.0, status)
         if group not in eligible or reference is None:
-            if not alarm:
+            # Too few samples shows no recovery: a window alert never gets here (it needs the
+            # samples to be raised), but a sequential alarm can come first and must stand.
+            if not alarm and self._detector is None:
                 _clear(group, result, active)
             status = "insufficient_samples" if group not in eligible else "no_reference"
             return GroupResult(group, c.n, c.positives, c.rate, nan, nan, nan, nan, "alert" if alarm else status)

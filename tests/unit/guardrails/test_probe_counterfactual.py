@@ -269,6 +269,29 @@ def test_a_failing_probe_keeps_the_decisions_and_is_counted() -> None:
     assert status is not None and status.errors == 1
 
 
+class NanClassifier(Classifier):
+    """A classifier whose probabilities come back NaN (a broken session or export)."""
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.full((len(texts), len(self.labels)), np.nan)
+
+
+def test_non_finite_classifier_probabilities_fail_the_probe_not_the_figures() -> None:
+    """A NaN gap would poison the gap histogram's sum and the status's mean gap for good;
+    the probe checks the classifier's rows as it checks the guard's, and counts a failure."""
+    registry = CollectorRegistry()
+    guard = make_guard(make_policy(kinds=["religion"]), registry=registry)
+    decisions, records = run(guard, ["A Muslim opened a bakery."], NanClassifier())
+    assert records == [] and decisions[0].action == "flag"
+    status = guard.status().counterfactual
+    assert status is not None and status.errors == 1
+    religion = status.kinds[0]
+    assert all(m.mean_gap is None for m in religion.models)
+    gap_sum = registry.get_sample_value("fairgate_counterfactual_gap_sum", {"kind": "religion", "model": "classifier"})
+    assert gap_sum is None or gap_sum == 0.0
+
+
 def test_policy_errors_name_the_key_and_the_fix() -> None:
     with pytest.raises(PolicyError) as bad_sample:
         make_policy(sample=1.5)

@@ -268,3 +268,29 @@ def test_check_round_trip_keeps_evidence() -> None:
     again = decode_check(encode_check(result))
     assert again.groups["female"].evidence == pytest.approx(result.groups["female"].evidence)
     assert again.groups["female"].evidence_against == "male"
+
+
+def test_a_sequential_alert_stays_on_while_the_window_is_too_small_to_show_recovery(clock: Any) -> None:
+    """The detector can alarm before a group has ``min_samples`` in its window (its evidence
+    accumulates across units). A later check with too few samples has seen no recovery, so it
+    must not clear the alert: once per disparity, not raised, cleared and raised again."""
+    guard = Guard(
+        policy=sequential_policy(min_samples=400),
+        scorer=KeywordScorer(),
+        registry=CollectorRegistry(),
+        clock=clock,
+        store=InMemoryWindowStore(),
+    )
+    rng = random.Random(5)
+    raised_at = None
+    for step in range(150):
+        screens = guard.screen(["hello"] * 2, ["female", "male"])
+        labels = ["negative" if rng.random() < 0.9 else "positive", "negative" if rng.random() < 0.1 else "positive"]
+        guard.review(screens, labels)
+        monitor = guard.monitors[0]
+        if raised_at is None and "female" in monitor.active:
+            raised_at = step
+        elif raised_at is not None:
+            assert "female" in monitor.active, f"cleared at batch {step} without any sign of recovery"
+    assert raised_at is not None and raised_at < 100  # the alarm came before 400 samples (batch 200)
+    assert guard.monitors[0].alerts_raised == 1
