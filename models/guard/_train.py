@@ -77,7 +77,7 @@ def finetune_guard(
         class_weights=config.class_weights,  # type: ignore[arg-type]
         seed=config.seed,
         freeze_embeddings=config.freeze_embeddings,
-        freeze_layers=config.freeze_layers,
+        freeze_layers=config.effective_freeze_layers(),
         counterfactual_weight=config.counterfactual_weight if families is not None else 0.0,
         counterfactual_space=config.counterfactual_space,
     )

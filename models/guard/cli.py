@@ -43,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
     parser.add_argument("--soft-labels", action="store_true", help="csv: accept rater fractions in [0, 1]")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=2e-4,
-                        help="peak LR (default 2e-4, for the bundled MiniLM; 2e-5 to 5e-5 for a BERT-base encoder)")
+    parser.add_argument("--learning-rate", type=float, default=3e-4,
+                        help="peak LR (default 3e-4, for the bundled MiniLM with 4 frozen layers; 2e-5 to 5e-5 "
+                        "for a BERT-base encoder)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--class-weights", choices=("none", "balanced"), default="none",
                         help="BCE pos_weight per category (default none: keeps scores calibrated)")
@@ -74,8 +75,9 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
                       help="pair probabilities (default; keeps confident scores) or raw logits (Garg et al.)")
     fair.add_argument("--noise-fraction", type=float, default=0.25,
                       help="share of training texts that gain a noisy social-media-form copy")
-    fair.add_argument("--freeze-layers", type=int, default=0,
-                      help="encoder layers kept frozen from the bottom (0: train all)")
+    fair.add_argument("--freeze-layers", type=int, default=None,
+                      help="encoder layers kept frozen from the bottom (0: train all; default 4 for the "
+                      "bundled MiniLM, 0 for any other base)")
     fair.add_argument("--train-embeddings", action="store_true",
                       help="fine-tune the word embeddings too (default: frozen)")
     fair.add_argument("--identity-eval-data", type=Path,

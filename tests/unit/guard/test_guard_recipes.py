@@ -38,3 +38,12 @@ def test_checkpoint_and_detoxify_sources_are_converted(tmp_path: Path):
 def test_label_map_is_refused_outside_csv_before_any_work():
     with pytest.raises(SourceSpecError, match=r"--label-map only applies to --source csv:PATH; drop it"):
         _recipe("bundled", label_map=("toxicity=toxic",))
+
+
+def test_the_bundled_minilm_keeps_its_bottom_layers_frozen_and_other_bases_train_all() -> None:
+    from fairgate.models.guard._build import BUNDLED_FREEZE_LAYERS, GuardBuildConfig
+
+    assert GuardBuildConfig().effective_freeze_layers() == BUNDLED_FREEZE_LAYERS == 4
+    assert GuardBuildConfig(base="bert-base-uncased").effective_freeze_layers() == 0
+    assert GuardBuildConfig(base="dir:/models/enc", freeze_layers=2).effective_freeze_layers() == 2
+    assert GuardBuildConfig(freeze_layers=0).effective_freeze_layers() == 0  # "train all" is kept
