@@ -100,7 +100,13 @@ def _build_policy(path: Path, flag: float, block: float) -> dict[str, Any]:
             "window": {"size": 400},
             "min_samples": MIN_SAMPLES,
             "impact_ratio": {"min": 0.8},
+            # Sequential exports what the window method does (rates, ratios, the window's
+            # confidence bound) plus its evidence, so every "why it fired" panel has data.
+            "method": "sequential",
         },
+        # Probe every item that names a group, so the counterfactual series grow during the
+        # load (rate() over a series that never increased is 0/0 in the mean-gap panel).
+        "counterfactual": {"sample": 1.0},
     }
     path.write_text(yaml.safe_dump(policy), encoding="utf-8")
     return policy
@@ -195,6 +201,11 @@ def _send_load(url: str, kinds: dict[str, list[str]], prometheus: Any) -> None:
     # Items with no group and with a group outside the policy (counted as "other").
     items += [(kinds["benign"][i], None, "allow") for i in range(8)]
     items += [(kinds["flagged"][i], "martian", "flag") for i in range(4)]
+    # Benign texts that name groups of several kinds: the probe's series are created in the
+    # warm-up below and grow during the load.
+    naming = [t for t in kinds["benign"] if any(w in t.split() for w in ("women", "muslim", "black", "gay", "old"))]
+    assert naming, "no benign pool text names a group"
+    items += [(naming[i % len(naming)], None, "allow") for i in range(12)]
     random.Random(7).shuffle(items)
 
     with httpx.Client() as client:
@@ -203,6 +214,8 @@ def _send_load(url: str, kinds: dict[str, list[str]], prometheus: Any) -> None:
         for group in (*GROUPS, None):
             for kind in ("benign", "flagged", "blocked"):
                 _classify(client, url, kinds[kind][0], group)
+        for text in naming:
+            _classify(client, url, text, None)
         prometheus.wait_for_scrape_after(time.time())
         with futures.ThreadPoolExecutor(max_workers=4) as pool:
             results = list(pool.map(lambda item: _classify(client, url, item[0], item[1]), items))
