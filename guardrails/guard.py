@@ -391,13 +391,7 @@ class Guard:
             raw = self._encoding_scorer.score(texts, encoding=encoding)
         else:
             raw = scorer.score(texts)
-        array = np.asarray(raw, dtype=np.float64)
-        categories = list(scorer.categories)
-        if array.shape != (len(texts), len(categories)):
-            raise ValueError(f"scorer returned shape {array.shape}, expected {(len(texts), len(categories))}")
-        if not np.all(np.isfinite(array)):
-            raise ValueError("scorer returned non-finite scores")
-        return [dict(zip(categories, map(float, row), strict=True)) for row in array]
+        return _score_rows(raw, len(texts), scorer.categories)
 
     def _error_screen(self, stage: ScreenStage, groups: tuple[str, ...]) -> Screen:
         action = self.policy.toxicity.on_error
@@ -524,7 +518,7 @@ class Guard:
 
     def _action_at(self, category: str, score: float) -> Action:
         """What the policy's thresholds do with ``score`` in ``category`` (allow when it has none)."""
-        return self._toxicity_screen("input", (), {category: score}).action
+        return self._row_action({category: score})
 
     # -- the counterfactual probe -----------------------------------------------------
 
@@ -577,11 +571,7 @@ class Guard:
 
     def _score_with(self, scorer: ToxicityScorer, texts: Sequence[str]) -> list[dict[str, float]]:
         """``scorer``'s rows as ``{category: score}``, checked like the screen's (shape, finite)."""
-        array = np.asarray(scorer.score(texts), dtype=np.float64)
-        categories = list(scorer.categories)
-        if array.shape != (len(texts), len(categories)) or not np.all(np.isfinite(array)):
-            raise ValueError(f"scorer returned shape {array.shape} or non-finite scores for {len(texts)} texts")
-        return [dict(zip(categories, map(float, row), strict=True)) for row in array]
+        return _score_rows(scorer.score(texts), len(texts), scorer.categories)
 
     def _row_action(self, scores: Mapping[str, float]) -> Action:
         """The toxicity action the policy's thresholds give a row of scores."""
@@ -847,6 +837,18 @@ def _same_probe(old: Policy, new: Policy) -> bool:
         and old.groups.lexicon == new.groups.lexicon
         and old.label_values == new.label_values
     )
+
+
+def _score_rows(raw: object, n_texts: int, categories: Sequence[str]) -> list[dict[str, float]]:
+    """A scorer's output as one ``{category: score}`` per text, refused unless it has one
+    finite row per text and one column per category (a broken model must not decide)."""
+    array = np.asarray(raw, dtype=np.float64)
+    names = list(categories)
+    if array.shape != (n_texts, len(names)):
+        raise ValueError(f"scorer returned shape {array.shape}, expected {(n_texts, len(names))}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("scorer returned non-finite scores")
+    return [dict(zip(names, map(float, row), strict=True)) for row in array]
 
 
 def _board_view(monitor: RateMonitor) -> tuple[object, frozenset[str]]:

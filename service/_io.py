@@ -43,10 +43,8 @@ def _cache_json_schema(cls: type[IORootModel[Any]]) -> type[IORootModel[Any]]:
     ``model_validate_json`` parses the body as BentoML would for that ``type``. Copying the
     cached schema per call cost more than building it once did: ``copy.deepcopy`` of
     ``ClassifyResult``'s schema (6.6 kB of JSON since the explanations) took ~0.5 ms per
-    request (loadtests/profile_edge.py). Any other caller still gets a copy of its own (so
-    editing it cannot change the cached one), parsed from the schema's JSON text, ~7x
-    cheaper than ``deepcopy`` and the same dict, a JSON schema being JSON; were the round
-    trip ever not exact, ``deepcopy`` it is.
+    request (loadtests/profile_edge.py). Any other caller (OpenAPI, tests; not per request)
+    still gets a copy of its own, so editing it cannot change the cached one.
     """
     import copy
 
@@ -54,31 +52,18 @@ def _cache_json_schema(cls: type[IORootModel[Any]]) -> type[IORootModel[Any]]:
     mime_type = cls.mime_type
     validate_json = cls.model_validate_json
     cache: list[dict[str, Any]] = []
-    cached_text: list[str] = []
     cached_mime: list[str] = []
 
     def cached() -> dict[str, Any]:
         """The schema, built once: never handed out, never edited."""
         if not cache:
-            schema = build()
-            try:
-                text = json.dumps(schema)
-                exact = json.loads(text) == schema
-            except (TypeError, ValueError):
-                exact = False
-            if exact:
-                cached_text.append(text)
-            cache.append(schema)
+            cache.append(build())
         return cache[0]
 
     def model_json_schema(*args: Any, **kwargs: Any) -> dict[str, Any]:
         if args or kwargs:
             return build(*args, **kwargs)
-        schema = cached()
-        if cached_text:
-            copied: dict[str, Any] = json.loads(cached_text[0])
-            return copied
-        return copy.deepcopy(schema)
+        return copy.deepcopy(cached())
 
     def cached_mime_type() -> str:
         if cls.media_type is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (only present on the team's machines)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def restore_root_logging() -> Iterator[None]:
+    """The CLI's ``main`` calls ``logging.basicConfig``; put the root logger's handlers and
+    level back after the test, so the next test's log capture starts clean."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -15,15 +15,7 @@ CONTRACT_GROUPS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.mark.slow

@@ -17,16 +17,7 @@ BAD = ["i hate this product", "terrible quality", "awful service", "really bad f
        "the staff were rude", "worst movie ever", "broken again", "angry about the price"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    """``main`` calls logging.basicConfig; drop its handler so the next test's capture is clean."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 def _write(path: Path, rows: list[tuple[str, str, str]]) -> Path:

@@ -13,15 +13,7 @@ from fairgate.service.cli import main
 GUARD_LABELS = TOXICITY_CATEGORIES
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 def test_multi_label_model_is_evaluated_as_a_guard(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

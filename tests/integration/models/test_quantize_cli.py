@@ -16,15 +16,7 @@ TEXTS = ["the product is good", "terrible service never again", "i love this mov
          "the staff were kind and the price was very good", "broken on arrival, returned it"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ thresholds out as a table, JSON and a policy that validates."""
 from __future__ import annotations
 
 import json
-import logging
 import random
 from pathlib import Path
 
@@ -32,13 +31,7 @@ WEIGHTS = {
 TARGETS = ["--max-false-block", "0.05", "--max-false-flag", "0.1", "--categories", "toxicity,threat,insult"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_root_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -159,16 +158,7 @@ def test_max_words_is_reported(guard_dir: Path, capsys: pytest.CaptureFixture[st
     assert "[[idiot]]" not in out
 
 
-@pytest.fixture
-def _restore_root_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.mark.usefixtures("_restore_root_logging")
+@pytest.mark.usefixtures("restore_root_logging")
 def test_composes_with_the_other_registrars(
     guard_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,53 +12,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fairgate.guardrails import Guard, OnnxToxicityScorer, Policy
-from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel
+from fairgate.guardrails.onnx_model import OnnxTextModel
 from fairgate.service._pipeline import GuardedClassifier
 from fairgate.service.audit import AuditTrail
 from fairgate.service.schemas import ClassifyResult
+from tests.helpers.counting_models import CountingClassifier, CountingScorer
 from tests.unit.guardrails.conftest import TOXICITY_LABELS, build_model_dir
-
-
-class Counting:
-    """Counts the model calls (rows per call) of a scorer or of a classifier's runs."""
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-
-
-class CountingScorer(Counting):
-    def __init__(self, inner: OnnxToxicityScorer) -> None:
-        super().__init__()
-        self.inner = inner
-
-    @property
-    def categories(self) -> Sequence[str]:
-        return self.inner.categories
-
-    def score(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls.append(len(texts))
-        return self.inner.score(texts)
-
-
-class CountingClassifier(Counting):
-    def __init__(self, inner: OnnxTextModel) -> None:
-        super().__init__()
-        self.inner = inner
-        self.labels = inner.labels
-        self.task = inner.task
-        self.tokenizer_fingerprint = inner.tokenizer_fingerprint
-        self.max_length = inner.max_length
-        self.normalization = inner.normalization
-
-    def encode(self, texts: Sequence[str]) -> Encoding:
-        return self.inner.encode(texts)
-
-    def run(self, encoding: Encoding) -> np.ndarray:
-        self.calls.append(len(encoding.input_ids))
-        return self.inner.run(encoding)
-
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        return self.inner.probabilities(logits)
 
 
 @dataclass

@@ -4,55 +4,19 @@ decision, one extra call per model at most, never changing a result."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
 from fairgate.guardrails import Guard, OnnxToxicityScorer, Policy
-from fairgate.guardrails.onnx_model import Encoding, OnnxTextModel
+from fairgate.guardrails.onnx_model import OnnxTextModel
 from fairgate.service._pipeline import GuardedClassifier
 from fairgate.service.schemas import ClassifyResult
+from tests.helpers.counting_models import CountingClassifier, CountingScorer
 from tests.unit.guardrails.conftest import TOXICITY_LABELS, build_model_dir
-
-
-class CountingScorer:
-    def __init__(self, inner: OnnxToxicityScorer) -> None:
-        self.inner = inner
-        self.calls: list[int] = []
-
-    @property
-    def categories(self) -> Sequence[str]:
-        return self.inner.categories
-
-    def score(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls.append(len(texts))
-        return self.inner.score(texts)
-
-
-class CountingClassifier:
-    def __init__(self, inner: OnnxTextModel) -> None:
-        self.inner = inner
-        self.labels = inner.labels
-        self.task = inner.task
-        self.tokenizer_fingerprint = inner.tokenizer_fingerprint
-        self.max_length = inner.max_length
-        self.normalization = inner.normalization
-        self.calls: list[int] = []
-
-    def encode(self, texts: Sequence[str]) -> Encoding:
-        return self.inner.encode(texts)
-
-    def run(self, encoding: Encoding) -> np.ndarray:
-        self.calls.append(len(encoding.input_ids))
-        return self.inner.run(encoding)
-
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        return self.inner.probabilities(logits)
 
 
 @dataclass
