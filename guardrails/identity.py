@@ -123,6 +123,7 @@ class Lexicon:
     term_forms: Mapping[str, str] = field(default_factory=dict)  # normalised term -> fixed form
     word_pairs: Mapping[str, WordPairs] = field(default_factory=dict)  # axis -> pairs
     display: Mapping[str, str] = field(default_factory=dict)  # normalised term -> as written
+    plurals: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> plural phrases
 
     @classmethod
     def from_yaml(cls, path: str | Path | None = None) -> Lexicon:
@@ -151,6 +152,7 @@ class Lexicon:
             term_forms=_parse_term_forms(data.get("term_forms"), display, where),
             word_pairs=_parse_word_pairs(data.get("word_pairs"), terms, where),
             display=display,
+            plurals=_parse_plurals(data.get("plurals"), groups, where),
         )
 
     @property
@@ -201,6 +203,22 @@ def _parse_forms(raw: object, groups: set[str], where: str) -> dict[str, dict[st
             raise LexiconError(f"{where} forms.{group}: unknown form(s) {sorted(unknown)}; use {list(FORMS)}")
         forms[name] = {str(form): " ".join(str(words).split()) for form, words in by_form.items()}
     return forms
+
+
+def _parse_plurals(raw: object, groups: set[str], where: str) -> dict[str, tuple[str, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise LexiconError(f"{where} plurals must map groups to lists of plural phrases, e.g. {{old: [pensioners]}}")
+    plurals: dict[str, tuple[str, ...]] = {}
+    for group, phrases in raw.items():
+        name = str(group).lower()
+        if name not in groups:
+            raise LexiconError(f"{where} plurals.{group}: no such group in axes; use one of {sorted(groups)}")
+        if not isinstance(phrases, list) or not phrases or not all(isinstance(p, str) and p.strip() for p in phrases):
+            raise LexiconError(f"{where} plurals.{group} must be a non-empty list of phrases, e.g. [deaf people]")
+        plurals[name] = tuple(" ".join(p.split()) for p in phrases)
+    return plurals
 
 
 def _parse_term_forms(raw: object, display: Mapping[str, str], where: str) -> dict[str, str]:
@@ -572,6 +590,7 @@ class CounterfactualSwapper:
 
     def _check(self) -> None:
         """Fail at build time, naming the YAML entry, if a swap could write a non-mention."""
+        self._check_plurals()
         for axis, groups in self._axis_groups.items():
             if len(groups) < 2:
                 continue  # nothing to swap to
@@ -606,7 +625,33 @@ class CounterfactualSwapper:
                 "(or add them there)"
             )
 
+    def _check_plurals(self) -> None:
+        for group, phrases in self._lexicon.plurals.items():
+            for phrase in phrases:
+                hits = [h for h in self._scan(phrase) if h.group == group]
+                if not any(h.start == 0 and h.end == len(phrase) and h.form == "plural" for h in hits):
+                    raise LexiconError(
+                        f"identity lexicon: plurals.{group}: {phrase!r} is not a plural mention of "
+                        f"{group!r} as a whole; use a plural of words listed under "
+                        f"axes.{self._axis_of[group]}.{group} (or add them there)"
+                    )
+
     # ----------------------------------------------------------------- public API
+
+    def plural_phrases(self, group: str) -> tuple[str, ...]:
+        """Ways of naming ``group``'s people in the plural (the lexicon's ``plurals``, else its plural form)."""
+        if group not in self._axis_of:
+            raise UnknownGroupError(f"unknown group {group!r}; use one of {list(self._axis_of)}")
+        listed = self._lexicon.plurals.get(group)
+        if listed:
+            return listed
+        plural = self._forms[group].get("plural")
+        return (plural,) if plural else ()
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Every group of the lexicon, in lexicon order."""
+        return self._lexicon.groups
 
     def find_mentions(self, text: str) -> list[Mention]:
         """Every mention in ``text``, by position; mentions on different axes may overlap."""

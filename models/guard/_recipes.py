@@ -35,8 +35,8 @@ from fairgate.models.guard._splits import GuardSplits, cap_rows, split_guard_dat
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from fairgate.guardrails.identity import CounterfactualSwapper
     from fairgate.guardrails.normalize import TextNormalization
-    from fairgate.models.guard._augment import Swapper
     from fairgate.models.guard._build import GuardBuildConfig
 
 __all__ = [
@@ -101,7 +101,7 @@ def read_bundled_toxicity() -> GuardDataset:
     return read_guard_csv(bundled_data_path(BUNDLED_TOXICITY))
 
 
-def _swapper() -> Swapper:
+def _swapper() -> CounterfactualSwapper:
     from fairgate.guardrails.identity import CounterfactualSwapper, Lexicon
 
     return CounterfactualSwapper(lexicon=Lexicon.from_yaml())
@@ -137,21 +137,26 @@ class TrainRecipe:
             test=normalise_dataset(splits.test, normalizer),
         )
         train_rows = len(splits.train)  # before augmentation: what the data split gave
+        needs_swapper = config.counterfactual_variants or config.cross_group_variants
+        swapper = _swapper() if needs_swapper else None
         augmented = augment_training_data(
             splits.train,
-            swapper=_swapper() if config.counterfactual_variants else None,
+            swapper=swapper,
             variants_per_text=config.counterfactual_variants,
             noise_fraction=config.noise_fraction,
             normalizer=normalizer,
             seed=config.seed,
+            cross_group=swapper,
+            cross_group_variants=config.cross_group_variants,
         )
         splits = GuardSplits(train=augmented.data, validation=splits.validation, test=splits.test)
         logger.info(
-            "[2/5] fine-tuning on %d rows (%s; %d counterfactual and %d noisy copies), "
+            "[2/5] fine-tuning on %d rows (%s; %d counterfactual, %d cross-group and %d noisy copies), "
             "validation %d, test %d",
             len(splits.train),
             ", ".join(dataset.known_categories),
             augmented.summary["counterfactual_copies"],
+            augmented.summary["cross_group_copies"],
             augmented.summary["noisy_copies"],
             len(splits.validation),
             len(splits.test),

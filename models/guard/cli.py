@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
                       help="input normalisation, recorded in the manifest (auto: social for trained guards)")
     fair.add_argument("--counterfactual-variants", type=int, default=1,
                       help="identity-swapped copies per training text that names a group (0: off)")
+    fair.add_argument("--cross-group-variants", type=int, default=2,
+                      help="copies of each toxic training text that names one group, about groups "
+                      "of other axes (0: off)")
     fair.add_argument("--counterfactual-weight", type=float, default=2.0,
                       help="counterfactual logit pairing weight (0: off)")
     fair.add_argument("--counterfactual-space", choices=("probability", "logit"), default="probability",
@@ -137,6 +140,7 @@ def _handle_build_guard(args: argparse.Namespace) -> int:
             threads=args.threads,
             normalization=args.normalization,
             counterfactual_variants=args.counterfactual_variants,
+            cross_group_variants=args.cross_group_variants,
             counterfactual_weight=args.counterfactual_weight,
             counterfactual_space=args.counterfactual_space,
             noise_fraction=args.noise_fraction,
