@@ -22,6 +22,12 @@ With ``--compare-guard-tag A,B`` and/or ``--compare-classifier-tag A,B`` (``make
 COMPARE_GUARD=A,B``) a ``compare`` phase first runs both model variants on the floor in
 alternating rounds, so both see the same machine, and reports CPU ms per text of each
 and the ratios B / A (loadtests/_compare.py).
+
+With ``--compare-policy A.yaml,B.yaml`` a ``compare_policy`` phase first serves both policies
+at once and alternates closed-loop saturation rounds between them, reporting req/s of each
+and the ratio B / A (loadtests/_policy_compare.py). ``--compare-probe [SAMPLE]`` writes the
+pair itself: the base policy with the counterfactual probe off (A) and on at SAMPLE (B,
+default 0.05); the probe's target is B / A >= 0.90.
 """
 
 from __future__ import annotations
@@ -160,6 +166,28 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     compare.add_argument(
         "--compare-threads", type=int, default=1, help="ONNX Runtime intra-op threads (0: its default)"
     )
+    policies = parser.add_argument_group(
+        "policy comparison (two servers, alternating saturation rounds, in this run)"
+    )
+    pair = policies.add_mutually_exclusive_group()
+    pair.add_argument("--compare-policy", default=None, metavar="A.yaml,B.yaml", help="two policy files to compare")
+    pair.add_argument(
+        "--compare-probe",
+        nargs="?",
+        type=float,
+        const=0.05,
+        default=None,
+        metavar="SAMPLE",
+        help="compare the base policy (--policy or the default) with the counterfactual probe off (A) "
+        "and on at SAMPLE (B, default 0.05)",
+    )
+    policies.add_argument("--compare-policy-rounds", type=int, default=4, help="rounds per policy (alternating)")
+    policies.add_argument(
+        "--compare-policy-round-s", type=float, default=20.0, help="measured seconds per round, after its warm-up"
+    )
+    policies.add_argument(
+        "--compare-policy-warmup", type=float, default=3.0, help="seconds of load before each round's window"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench.json")
     parser.add_argument("--log-dir", type=Path, default=None, help="server logs (default: a temp dir)")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -274,6 +302,131 @@ def phase_compare(args: argparse.Namespace, corpus: TextCorpus, deadline: Deadli
         result.throughput_ratio or float("nan"),
     )
     return result.model_dump()
+
+
+def comparing_policies(args: argparse.Namespace) -> bool:
+    return args.compare_policy is not None or args.compare_probe is not None
+
+
+def _policy_pair(args: argparse.Namespace, log_dir: Path) -> tuple[Path, Path]:
+    """The two policy files of ``compare_policy``: given, or written for ``--compare-probe``."""
+    from loadtests._policy_compare import parse_policy_pair, write_probe_policies
+
+    try:
+        if args.compare_policy is not None:
+            return parse_policy_pair(args.compare_policy)
+        return write_probe_policies(
+            Path(args.policy) if args.policy else None, args.compare_probe, log_dir / "compare_policies"
+        )
+    except ValueError as error:  # PolicyError is a ValueError too
+        raise BenchError(str(error)) from error
+
+
+def phase_compare_policy(
+    args: argparse.Namespace,
+    items: list[dict[str, str]],
+    tags: dict[str, str],
+    log_dir: Path,
+    deadline: Deadline,
+) -> dict[str, Any]:
+    """Policy A against policy B: both served at once, saturation rounds alternating."""
+    from contextlib import ExitStack
+
+    from loadtests._policy_compare import PROBE_TARGET, PolicyRound, alternate_rounds
+    from loadtests._server import BentoServer
+
+    paths = dict(zip(("a", "b"), _policy_pair(args, log_dir), strict=True))
+    reserve = 0.0 if {"floor", "fairgate", "usual"} <= set(args.skip) else 240.0
+    bodies = encode_bodies(items)
+    with ExitStack() as stack:
+        servers = {}
+        for label, path in paths.items():
+            extra = {"FAIRGATE_CLASSIFIER_TAG": tags["classifier"], "FAIRGATE_GUARD_TAG": tags["guard"]}
+            for pair in args.service_env:
+                key, sep, value = pair.partition("=")
+                if not sep or not key:
+                    raise BenchError(f"--service-env {pair!r} is not KEY=VALUE")
+                extra[key] = value
+            extra["FAIRGATE_POLICY"] = str(path)
+            server = BentoServer(
+                target=args.fairgate_target,
+                env=_server_env(extra),
+                log_path=log_dir / f"fairgate_policy_{label}.log",
+                cwd=REPO_ROOT,
+                start_timeout_s=min(args.start_timeout, max(deadline.left() - 60, 10)),
+            )
+            stack.callback(server.stop)
+            servers[label] = server.start()  # both load their models at once
+        for server in servers.values():
+            server.wait_ready()
+            asyncio.run(_smoke(server.url, items[0], "action"))
+        wanted = 2 * args.compare_policy_rounds * (args.compare_policy_warmup + args.compare_policy_round_s)
+        scale = deadline.bounded(wanted, reserve_s=reserve) / wanted
+        round_s = args.compare_policy_round_s * scale
+        if round_s < 2.0:
+            raise BenchError("no time left for the policy comparison phase")
+        warm = args.compare_policy_warmup * scale
+
+        def measure(label: str) -> PolicyRound:
+            server = servers[label]
+            cpu = server.cpu_seconds()
+            result = asyncio.run(
+                _closed_round(server.url, bodies, args=args, warmup_s=warm, seconds=round_s)
+            )
+            cpu = None if cpu is None else (server.cpu_seconds() or 0.0) - cpu
+            start, end = result.window()
+            completions = sum(1 for r in result.records if r.ok and start <= r.done_s < end)
+            logger.info(
+                "compare_policy %s: %.1f req/s over %.1fs", label.upper(), completions / max(end - start, 1e-9), end - start
+            )
+            return PolicyRound(
+                completions=completions,
+                window_s=max(0.0, end - start),
+                ok_requests=sum(1 for r in result.records if r.ok),
+                server_cpu_s=cpu,
+                errors=sum(1 for r in result.records if not r.ok),
+            )
+
+        result = alternate_rounds(
+            measure, {k: str(v) for k, v in paths.items()}, rounds=args.compare_policy_rounds
+        )
+        result["probe_status"] = {}
+        for label, server in servers.items():
+            status = _get_json(server.url + "/guardrails/status")
+            probe = ((status.get("guardrails") or {}).get("counterfactual") or {}) if isinstance(status, dict) else status
+            result["probe_status"][label] = (
+                {k: probe.get(k) for k in ("enabled", "sample", "sampled", "errors")}
+                | {"probed_items": sum(k.get("items", 0) for k in probe.get("kinds") or [])}
+                if isinstance(probe, dict)
+                else probe
+            )
+    result.update(round_s=round(round_s, 3), warmup_s=round(warm, 3), concurrency=args.concurrency)
+    if args.compare_probe is not None:
+        ratio = result["throughput_ratio"]
+        result["target"] = {
+            "figure": "throughput_ratio (probe on / probe off)",
+            "op": ">=",
+            "bound": PROBE_TARGET,
+            "met": None if ratio is None else ratio >= PROBE_TARGET,
+        }
+    return result
+
+
+async def _closed_round(
+    url: str, bodies: list[bytes], *, args: argparse.Namespace, warmup_s: float, seconds: float
+) -> PhaseResult:
+    """One comparison round: the saturation closed loop for ``warmup_s + seconds``, no extension."""
+    async with HttpSender(base_url=url, path="/classify", connections=max(args.concurrency, 8)) as send:
+        return await run_closed_loop(
+            send,
+            bodies,
+            concurrency=args.concurrency,
+            duration_s=warmup_s + seconds,
+            max_requests=args.max_requests,
+            timeout_s=args.timeout,
+            warmup_s=warmup_s,
+            drain_s=args.drain,
+        )
 
 
 async def _smoke(url: str, body: dict[str, Any], expect_key: str, *, wait_s: float = 90.0) -> Any:
@@ -584,6 +737,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["error"] = str(error)
     report["models"] = tags
     if "error" not in report:
+        if comparing_policies(args):
+            _run_phase("compare_policy", report, phase_compare_policy, args, items, tags, log_dir, deadline)
         if comparing(args):
             _run_phase("compare", report, phase_compare, args, corpus, deadline)
         if "floor" not in args.skip:
@@ -600,7 +755,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["redis_comparison"] = redis_comparison(report["fairgate"], report["fairgate_redis"])
     if "usual" not in args.skip:
         _run_phase("usual", report, phase_usual, args, items, log_dir, deadline)
-    for name in ("floor", "fairgate", "usual", *(("compare",) if comparing(args) else ())):
+    for name in (
+        "floor", "fairgate", "usual",
+        *(("compare",) if comparing(args) else ()),
+        *(("compare_policy",) if comparing_policies(args) else ()),
+    ):
         report.setdefault(name, {"skipped": True})
     fair = report["fairgate"]
     report.update(
@@ -651,6 +810,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "note: figures from one run on a shared 2-core machine; the load client shares the cores with the server."
     )
+    if "a" in report.get("compare_policy", {}):
+        comparison = report["compare_policy"]
+        a, b = comparison["a"], comparison["b"]
+        target = comparison.get("target")
+        print(
+            f"compare_policy ({a['rounds']} alternating rounds of {comparison['round_s']}s each, "
+            f"{comparison['concurrency']} users): A {a['throughput_rps']} req/s ({a['policy']}), "
+            f"B {b['throughput_rps']} req/s ({b['policy']}); saturation B/A {comparison['throughput_ratio']}"
+            + (f" (target >= {target['bound']}: {'met' if target['met'] else 'MISSED'})" if target else "")
+            + f"; server CPU ms/request A {a['server_cpu_ms_per_request']}, B {b['server_cpu_ms_per_request']}"
+            f" (B/A {comparison['cpu_ms_per_request_ratio']})"
+        )
     if "compare" in report and "error" not in report["compare"]:
         comparison = report["compare"]
         print(
@@ -662,6 +833,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "floor", "fairgate", "usual",
         *(("fairgate_redis",) if args.redis else ()),
         *(("compare",) if comparing(args) else ()),
+        *(("compare_policy",) if comparing_policies(args) else ()),
     )
     failed = [name for name in phases if "error" in report[name]] + (
         ["models"] if "error" in report else []
