@@ -24,6 +24,7 @@ __all__ = [
     "CounterfactualKindStatus",
     "CounterfactualModelStatus",
     "CounterfactualStatus",
+    "DomainStatus",
     "ExplainedLabel",
     "ExplainedWord",
     "GroupCount",
@@ -114,6 +115,11 @@ class ClassifyResult(_Answer):
     reasons: list[Reason]
     toxicity: dict[str, float]
     groups: list[str]
+    domain_score: float | None = Field(
+        default=None,
+        description="distance from the classifier's training domain over the build-time quantile (above 1: "
+        "out of domain); None when blocked, the domain monitor is off, or the server predates it",
+    )
     explanation: ItemExplanation | None = None
 
     @property
@@ -209,6 +215,25 @@ class CounterfactualStatus(_Answer):
     kinds: list[CounterfactualKindStatus]
 
 
+class DomainStatus(_Answer):
+    """The domain-shift monitor of the worker that answered (policy ``domain``); ``None``: not computable yet."""
+
+    enabled: bool
+    reason: str | None = None
+    quantile: float
+    threshold: float | None = None
+    expected: float | None = None
+    n: int = 0
+    out_of_domain: int = 0
+    share: float | None = None
+    share_lower: float | None = None
+    status: str = "not_checked"
+    alert: bool = False
+    alerts_raised: int = 0
+    checks: int = 0
+    action: Literal["none", "flag"] = "none"
+
+
 class GuardStatus(_Answer):
     policy_version: str
     enabled: bool
@@ -218,6 +243,7 @@ class GuardStatus(_Answer):
     degraded: bool = False
     monitors: list[MonitorStatus]
     counterfactual: CounterfactualStatus | None = None
+    domain: DomainStatus | None = None
 
 
 class GuardrailsStatus(_Answer):

@@ -9,12 +9,15 @@ from fairgate.guardrails.deadline import ScorerDeadline, ScorerTimeoutError, wit
 from fairgate.guardrails.decision import (
     CounterfactualStatus,
     Decision,
+    DomainStatus,
     GroupStatus,
     GuardStatus,
     MonitorStatus,
     Reason,
     Screen,
 )
+from fairgate.guardrails.domain import DomainReference, DomainStatsError
+from fairgate.guardrails.domain_monitor import DomainMonitor
 from fairgate.guardrails.groups import GroupResolver, Lexicon
 from fairgate.guardrails.guard import Guard
 from fairgate.guardrails.identity import (
@@ -85,3 +88,5 @@ from fairgate.guardrails.store import MonitorStore, StoreError
 __all__ += ["Backoff", "FailoverStore", "LocalMonitorStore", "MonitorStore", "RedisWindowStore", "StoreError"]
 # The live counterfactual probe: guardrails/probe.py, docs/guardrails.md.
 __all__ += ["CounterfactualProbe", "CounterfactualStatus", "ProbeClassifier", "ProbeRecord"]
+# The domain-shift monitor: guardrails/domain.py (reference statistics, score), domain_monitor.py.
+__all__ += ["DomainMonitor", "DomainReference", "DomainStatsError", "DomainStatus"]

@@ -65,6 +65,11 @@ class Decision(BaseModel):
     toxicity: dict[str, float] = Field(default_factory=dict)
     groups: tuple[str, ...] = ("none",)
     label: str | None = None
+    domain_score: float | None = Field(
+        default=None,
+        description="distance of the item from the model's training domain over the build-time quantile "
+        "(above 1: out of domain); None when not classified or the domain monitor is off",
+    )
 
     @property
     def reason_code(self) -> str:
@@ -159,6 +164,30 @@ class CounterfactualStatus(BaseModel):
     kinds: list[CounterfactualKindStatus]
 
 
+class DomainStatus(BaseModel):
+    """The domain-shift monitor (policy section ``domain``) of this worker process.
+
+    ``share`` is the window's share of items scoring above the build-time ``quantile`` of
+    in-domain validation scores; ``expected`` is the bound it is tested against (the
+    validation share's upper confidence limit). ``None`` figures: not computable yet.
+    """
+
+    enabled: bool
+    reason: str | None = Field(default=None, description="why the monitor is off (None when on)")
+    quantile: float
+    threshold: float | None = Field(default=None, description="the Mahalanobis distance at the quantile")
+    expected: float | None = None
+    n: int = 0
+    out_of_domain: int = 0
+    share: float | None = None
+    share_lower: float | None = Field(default=None, description="lower confidence limit of share at the last check")
+    status: str = Field(default="not_checked", description="ok | alert | insufficient_samples | not_checked | off")
+    alert: bool = False
+    alerts_raised: int = 0
+    checks: int = 0
+    action: Literal["none", "flag"] = "none"
+
+
 class GuardStatus(BaseModel):
     policy_version: str
     enabled: bool
@@ -175,4 +204,7 @@ class GuardStatus(BaseModel):
     monitors: list[MonitorStatus]
     counterfactual: CounterfactualStatus | None = Field(
         default=None, description="the counterfactual probe's figures in this worker (None: not reported)"
+    )
+    domain: DomainStatus | None = Field(
+        default=None, description="the domain-shift monitor in this worker (None: not reported)"
     )

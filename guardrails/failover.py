@@ -14,6 +14,13 @@ between do not wait for a timeout at all. The first round trip that succeeds end
 outage: windows are shared again from that batch on, and the fleet's board replaces the
 local one. Outcomes recorded during the outage stay in the local windows only: nothing
 is buffered for replay, so memory stays bounded whatever the length of the outage.
+
+Sequential e-detectors (``rates.method: sequential``) are not mirrored: while the shared
+store answers, its detectors (one per pair for the fleet) alone decide, and the local
+store's detectors are fed only the batches of outages. A worker's fallback detector is
+therefore a per-worker detector over its own outage traffic, with that detector's own
+budget: at most ``(1 - confidence) + n_w / arl`` false alarms in expectation over the
+``n_w`` outcomes this worker records while degraded, over all its outages together.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from fairgate.guardrails.local_store import LocalMonitorStore
+from fairgate.guardrails.sequential import SequentialSetup
 from fairgate.guardrails.store import (
     AlertBoard,
     BoardUpdate,
@@ -170,7 +178,8 @@ class FailoverStore:
             else:
                 self._succeeded()
                 self._remember(reply.monitors)
-                self._local.record(batches, now=now)  # keep this worker's windows warm
+                # Keep this worker's windows warm; its detectors see outage traffic only (docstring).
+                self._local.record([dataclasses.replace(b, sequential=None) for b in batches], now=now)
                 return reply
         local = self._local.record(batches, now=now)
         return StoreReply(monitors=local.monitors, degraded=True, error=error.kind if error else None)
@@ -235,6 +244,12 @@ class FailoverStore:
         self._local.clear()
         self._boards.clear()
         self._primary.clear()
+
+    def reset_evidence(self, monitor: str, setup: SequentialSetup, groups: Sequence[str] | None = None) -> None:
+        """Forget sequential evidence in the local fallback and in the shared store (whose failure
+        propagates, as for :meth:`forget`)."""
+        self._local.reset_evidence(monitor, setup, groups)
+        self._primary.reset_evidence(monitor, setup, groups)
 
     def forget(self, keys: Sequence[str], *, spec: WindowSpec) -> None:
         """Empty the windows of ``keys`` in the local fallback and in the shared store.

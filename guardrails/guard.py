@@ -27,12 +27,15 @@ from prometheus_client import CollectorRegistry
 from fairgate.guardrails.contracts import SEVERITY, Action, ScreenStage, most_severe
 from fairgate.guardrails.decision import (
     Decision,
+    DomainStatus,
     GroupStatus,
     GuardStatus,
     MonitorStatus,
     Reason,
     Screen,
 )
+from fairgate.guardrails.domain import DomainReference
+from fairgate.guardrails.domain_monitor import DOMAIN_MONITOR, DomainMonitor, off_status
 from fairgate.guardrails.encoding import Encoding
 from fairgate.guardrails.explain import (
     DEFAULT_MAX_WORDS,
@@ -48,7 +51,7 @@ from fairgate.guardrails.local_store import as_monitor_store
 from fairgate.guardrails.metrics import STORE_ERRORS, STORE_OPERATIONS, GuardMetrics
 from fairgate.guardrails.policy import Policy, PolicyError, RateMonitorPolicy
 from fairgate.guardrails.probe import CounterfactualProbe, ProbeClassifier, ProbeGuard, ProbeRecord, disabled_status
-from fairgate.guardrails.rates import PendingCheck, RateMonitor, check_method_store
+from fairgate.guardrails.rates import PendingCheck, RateMonitor
 from fairgate.guardrails.reload import PolicyChange, forget_windows, monitor_definition
 from fairgate.guardrails.scorers import EncodingScorer, ToxicityScorer, reuses_encoding
 from fairgate.guardrails.store import (
@@ -111,6 +114,8 @@ class Guard:
         store: WindowStore | MonitorStore | None = None,
         lexicon: Lexicon | None = None,
         rng: random.Random | None = None,
+        domain: DomainReference | None = None,
+        domain_unavailable: str = "the guard was given no domain reference statistics",
     ) -> None:
         self.policy = policy
         self._scorer = scorer
@@ -134,6 +139,11 @@ class Guard:
         self.metrics.policy_info.labels(version=policy.version).set(1)
         self.monitors: tuple[RateMonitor, ...] = tuple(self._new_monitor(m) for m in policy.rates.monitors)
         self._probe: CounterfactualProbe | None = self._new_probe(policy)
+        # The domain-shift monitor needs the classifier's reference statistics; without
+        # them (a model built before they existed) it is off and says why in the status.
+        self._domain_reference = domain
+        self._domain_unavailable = domain_unavailable
+        self._domain: DomainMonitor | None = self._new_domain(policy)
         # Series that exist from the start, so rate() and alerts see 0 rather than nothing.
         self.metrics.monitor_errors.labels(monitor=TOXICITY_MONITOR)
         self._initialise_series(self.monitors)
@@ -166,6 +176,32 @@ class Guard:
             label_values=frozenset(policy.label_values),
         )
 
+    def _new_domain(self, policy: Policy) -> DomainMonitor | None:
+        """The domain-shift monitor of ``policy`` (None when off or without reference statistics)."""
+        if not (policy.enabled and policy.domain.enabled) or self._domain_reference is None:
+            return None
+        self.metrics.monitor_errors.labels(monitor=DOMAIN_MONITOR)
+        try:
+            return DomainMonitor(
+                reference=self._domain_reference, policy=policy.domain, metrics=self.metrics, clock=self._clock
+            )
+        except ValueError as error:  # degenerate statistics: serve without the monitor, say why
+            logger.error("domain-shift monitor off: %s", error)
+            self._domain_unavailable = str(error)
+            return None
+
+    def _domain_status(self) -> DomainStatus:
+        if self._domain is not None:
+            return self._domain.status()
+        policy = self.policy
+        if not policy.enabled:
+            why = "the policy is disabled (enabled: false)"
+        elif not policy.domain.enabled:
+            why = "policy domain.enabled is false"
+        else:
+            why = self._domain_unavailable
+        return off_status(policy.domain, why)
+
     def _initialise_series(self, monitors: Sequence[RateMonitor]) -> None:
         for monitor in monitors:
             self.metrics.monitor_errors.labels(monitor=monitor.name)
@@ -193,12 +229,13 @@ class Guard:
         then no monitor's windows are kept.
         """
         self._check_scorer(self._scorer, policy)
-        check_method_store(policy.rates, as_monitor_store(store) if store is not None else self._store)
         with self._lock:
             old = self.policy
             # Built (and so validated) before anything changes; kept, with its figures, when
             # neither its section nor the lexicon changed.
             probe = self._probe if _same_probe(old, policy) else self._new_probe(policy)
+            same_domain = old.enabled == policy.enabled and old.domain == policy.domain
+            domain = self._domain if same_domain else self._new_domain(policy)
             old_monitors = {m.name: m for m in self.monitors}
             old_definitions = {m.name: monitor_definition(old, m.name) for m in self.monitors}
             new_store = as_monitor_store(store) if store is not None else None
@@ -233,6 +270,9 @@ class Guard:
             self._rates_on = policy.enabled and policy.rates.enabled
             self.resolver = GroupResolver(policy=policy.groups, lexicon=self._lexicon)
             self._probe = probe
+            self._domain = domain
+            if domain is None:
+                self.metrics.domain_alert.set(0)
             self.metrics.groups = frozenset(policy.label_values)
             if old.version != policy.version:
                 self.metrics.policy_info.labels(version=old.version).set(0)
@@ -258,9 +298,10 @@ class Guard:
         )
 
     def _forget(self, monitor: RateMonitor, groups: Sequence[str] | None = None) -> None:
-        """Empty ``monitor``'s windows (of ``groups``, default all) in the store."""
+        """Empty ``monitor``'s windows and sequential evidence (of ``groups``, default all) in the store."""
         chosen = monitor.groups if groups is None else tuple(groups)
         forget_windows(self._store, [monitor.key(g) for g in chosen], spec=monitor.spec)
+        monitor.reset_evidence(None if groups is None else chosen)
 
     def reset_windows(self, *, monitor: str | None = None, group: str | None = None) -> list[tuple[str, str]]:
         """Empty the windows of one monitor, one group (in every monitor), or one group of one monitor.
@@ -283,8 +324,7 @@ class Guard:
                 if monitor is not None and target.name != monitor:
                     continue
                 chosen = target.groups if group is None else (group,)
-                self._forget(target, chosen)
-                target.reset_evidence(None if group is None else chosen)
+                self._forget(target, None if group is None else chosen)
                 emptied += [(target.name, g) for g in chosen]
         logger.info("reset %d rate windows (monitor %s, group %s)", len(emptied), monitor or "all", group or "all")
         return emptied
@@ -579,11 +619,19 @@ class Guard:
 
     # -- after inference --------------------------------------------------------------
 
-    def review(self, screens: Sequence[Screen], labels: Sequence[str | None]) -> list[Decision]:
+    def review(
+        self,
+        screens: Sequence[Screen],
+        labels: Sequence[str | None],
+        *,
+        embeddings: np.ndarray | None = None,
+    ) -> list[Decision]:
         """Record outcomes per group, run the rate monitors, and decide each item.
 
         ``labels`` holds the classifier's label per item, None where the item was blocked
         before inference (or not classified). Items in several groups count in each.
+        ``embeddings`` (``[n, d]``, rows of NaN for items not classified) are the
+        classifier's pooled embeddings, for the domain-shift monitor; None skips it.
         """
         if len(screens) != len(labels):
             raise ValueError(
@@ -595,14 +643,25 @@ class Guard:
         if self._rates_on and screens and self.monitors:
             with self._lock:
                 self._run_monitors(screens, labels, groups, extra)
+        domain_scores: list[float | None] = [None] * len(screens)
+        if self._domain is not None and embeddings is not None and screens:
+            with self._lock:
+                domain_scores = self._run_domain(embeddings, len(screens), extra)
         decisions = []
         tally: Counter[tuple[str, str]] = Counter()
-        for screen, label, item_groups, more in zip(screens, labels, groups, extra, strict=True):
+        for screen, label, item_groups, more, domain_score in zip(
+            screens, labels, groups, extra, domain_scores, strict=True
+        ):
             reasons = (*screen.reasons, *more)
             action = most_severe([screen.action, *(r.action for r in more)])
             ordered = tuple(sorted(reasons, key=lambda r: -SEVERITY[r.action]))
             decision = Decision(
-                action=action, reasons=ordered, toxicity=screen.toxicity, groups=item_groups, label=label
+                action=action,
+                reasons=ordered,
+                toxicity=screen.toxicity,
+                groups=item_groups,
+                label=label,
+                domain_score=domain_score,
             )
             tally[(action, decision.reason_code)] += 1
             decisions.append(decision)
@@ -679,6 +738,31 @@ class Guard:
                 affected = sorted(active) if everyone else sorted(active.intersection(item_groups))
                 for group in affected:
                     reasons.append(self._rate_reason(monitor, group, action))
+
+    def _run_domain(self, embeddings: np.ndarray, n: int, extra: list[list[Reason]]) -> list[float | None]:
+        """The domain-shift monitor on a batch: each item's score; a failure is logged, never decides."""
+        monitor = self._domain
+        assert monitor is not None
+        started = time.perf_counter()
+        try:
+            if len(embeddings) != n:
+                raise ValueError(f"got {len(embeddings)} embedding rows for {n} items; pass one row (or NaN) per item")
+            review = monitor.review(embeddings)
+        except Exception:
+            logger.exception("the domain monitor failed on a batch of %d; the decisions stand", n)
+            self.metrics.monitor_errors.labels(monitor=DOMAIN_MONITOR).inc()
+            return [None] * n
+        finally:
+            self.metrics.monitor_duration.labels(monitor=DOMAIN_MONITOR).observe(time.perf_counter() - started)
+        for reasons, reason in zip(extra, review.reasons, strict=True):
+            if reason is not None:
+                reasons.append(reason)
+        return [None if math.isnan(v) else round(float(v), 6) for v in review.scores]
+
+    @property
+    def domain(self) -> DomainMonitor | None:
+        """The domain-shift monitor, when it runs (policy on and reference statistics given)."""
+        return self._domain
 
     def _call_store(self, operation: str, call: Callable[[], StoreReply]) -> StoreReply | None:
         """One store call, timed and counted; None when a store without fallback raised."""
@@ -826,6 +910,7 @@ class Guard:
             counterfactual=(
                 self._probe.status() if self._probe is not None else disabled_status(self.policy.counterfactual)
             ),
+            domain=self._domain_status(),
         )
 
 

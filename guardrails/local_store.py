@@ -4,7 +4,9 @@ This is ``window_scope: worker``: every process counts its own outcomes towards 
 check and keeps its own alerts. It implements the same :class:`MonitorStore` contract as
 the Redis store (same schedule arithmetic, same compare-and-set publish), so the rate
 monitors run one code path whatever the scope, and the Redis store can be tested against
-it call for call.
+it call for call. That includes the e-detectors of ``rates.method: sequential``: a batch
+that names one updates this store's :class:`~fairgate.guardrails.sequential.SequentialDetector`
+for the monitor, and its alarms wait here until a published check acts on them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from fairgate.guardrails.sequential import (
+    Alarm,
+    SequentialDetector,
+    SequentialSetup,
+    batch_counts,
+    merge_alarms,
+)
 from fairgate.guardrails.store import (
     AlertBoard,
     BoardUpdate,
@@ -32,10 +41,38 @@ from fairgate.guardrails.store import (
 
 
 @dataclass(slots=True)
+class _Evidence:
+    """One monitor's e-detector and the alarms no published check has acted on yet."""
+
+    setup: SequentialSetup
+    detector: SequentialDetector
+    alarms: dict[str, Alarm] = field(default_factory=dict)
+
+    def update(self, events: Mapping[str, Sequence[int]], active: frozenset[str], due: bool) -> bool:
+        """Feed one batch; True when an alarm names a group not yet alerting (a check is urgent).
+
+        Alarms only for groups already alerting are dropped unless a check is due anyway:
+        there is nothing to raise (the rule :class:`~fairgate.guardrails.rates.RateMonitor` had).
+        """
+        merge_alarms(self.alarms, self.detector.update(batch_counts(events)))
+        urgent = any(g not in active for g in self.alarms)
+        if not due and not urgent:
+            self.alarms.clear()
+        return urgent
+
+
+@dataclass(slots=True)
 class _Control:
     outcomes: int = 0
     slot: int | None = None
     board: AlertBoard = field(default_factory=AlertBoard)
+    evidence: _Evidence | None = None
+
+    def sequential(self, setup: SequentialSetup) -> _Evidence:
+        """The detector of ``setup``, new (empty) when the monitor had none or another setup's."""
+        if self.evidence is None or self.evidence.setup != setup:
+            self.evidence = _Evidence(setup=setup, detector=setup.detector())
+        return self.evidence
 
     def advance(self, schedule: CheckSchedule, observed: int, now: float) -> bool:
         """Count a batch towards the schedule; True when it makes a check due."""
@@ -116,18 +153,33 @@ class LocalMonitorStore:
                     self._windows.add(events, now=now, spec=batch.spec)
                 control = self._control(batch.monitor)
                 due = control.advance(batch.schedule, batch.observed, now)
-                counts = self._group_counts(batch, now) if due else None
-                replies[batch.monitor] = MonitorReply(board=control.board, due=due, counts=counts)
+                urgent = False
+                if batch.sequential is not None:
+                    urgent = control.sequential(batch.sequential).update(batch.events, control.board.active, due)
+                replies[batch.monitor] = self._reply(control, batch, now, due=due, urgent=urgent, counted=due)
         return StoreReply(monitors=replies)
 
     def snapshot(self, queries: Sequence[MonitorQuery], *, now: float) -> StoreReply:
         with self._lock:
             return StoreReply(
-                monitors={
-                    q.monitor: MonitorReply(board=self._control(q.monitor).board, counts=self._group_counts(q, now))
-                    for q in queries
-                }
+                monitors={q.monitor: self._reply(self._control(q.monitor), q, now, counted=True) for q in queries}
             )
+
+    def _reply(
+        self, control: _Control, query: MonitorQuery, now: float, *, counted: bool, due: bool = False,
+        urgent: bool = False,
+    ) -> MonitorReply:
+        if not counted:
+            return MonitorReply(board=control.board, due=due, urgent=urgent)
+        evidence = None
+        alarms: dict[str, Alarm] = {}
+        if query.sequential is not None:
+            held = control.sequential(query.sequential)
+            evidence, alarms = held.detector.evidence(), dict(held.alarms)
+        return MonitorReply(
+            board=control.board, due=due, counts=self._group_counts(query, now), urgent=urgent, evidence=evidence,
+            alarms=alarms,
+        )
 
     def publish(self, updates: Sequence[BoardUpdate]) -> StoreReply:
         replies: dict[str, MonitorReply] = {}
@@ -144,8 +196,18 @@ class LocalMonitorStore:
                     epoch=board.epoch + 1,
                     last=update.last,
                 )
+                if control.evidence is not None:
+                    for group in update.consumed:
+                        control.evidence.alarms.pop(group, None)
                 replies[update.monitor] = MonitorReply(board=control.board)
         return StoreReply(monitors=replies)
+
+    def reset_evidence(self, monitor: str, setup: SequentialSetup, groups: Sequence[str] | None = None) -> None:
+        with self._lock:
+            held = self._control(monitor).sequential(setup)
+            held.detector.reset(groups)
+            for group in list(held.alarms) if groups is None else groups:
+                held.alarms.pop(group, None)
 
     def adopt(self, monitor: str, board: AlertBoard) -> None:
         """Take over a board (the shared store's last state, when falling back to this one)."""

@@ -73,6 +73,10 @@ class ModelManifest(BaseModel):
     """Informational: the runtime feeds the inputs the ONNX graph declares."""
     output_name: str = "logits"
     normalization: dict[str, Any] | None = None
+    embedding_output: str | None = None
+    """The graph's pooled-embedding output (the head's input); None: a model built without it."""
+    domain: dict[str, Any] | None = None
+    """Domain reference statistics (:mod:`fairgate.guardrails.domain`): format, file, figures."""
 
     _text_normalization: TextNormalization = PrivateAttr(default_factory=TextNormalization.none)
 

@@ -26,6 +26,8 @@ STORE_OPERATIONS = ("record", "publish", "snapshot")
 STORE_ERRORS = ("timeout", "connection", "response")
 # Counterfactual gaps (0..1): fine steps below 0.1, where a fair model's gaps live.
 GAP_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+# Domain scores are relative to the build-time quantile: 1 is the out-of-domain line.
+DOMAIN_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
 class GuardMetrics:
@@ -174,6 +176,33 @@ class GuardMetrics:
             "Group-swapped variants scored by the counterfactual probe (the flip rate's denominator).",
             ["kind", "model"],
             registry=registry,
+        )
+
+        # The domain-shift monitor (guardrails/domain_monitor.py); no labels: one per worker.
+        self.domain_score = Histogram(
+            "fairgate_domain_score",
+            "Per classified item: Mahalanobis distance from the training domain over the build-time "
+            "quantile of in-domain scores (above 1: out of domain).",
+            buckets=DOMAIN_BUCKETS,
+            registry=registry,
+        )
+        self.domain_share = Gauge(
+            "fairgate_domain_out_of_domain_share",
+            "Share of the domain window's items above the build-time quantile at the last check (NaN: empty).",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.domain_expected = Gauge(
+            "fairgate_domain_expected_share",
+            "The share the domain window is tested against: in-domain validation share, upper confidence limit.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.domain_alert = Gauge(
+            "fairgate_domain_alert_active",
+            "1 while the domain-shift alert is active.",
+            registry=registry,
+            multiprocess_mode="max",
         )
 
     def store_error_label(self, kind: str) -> str:

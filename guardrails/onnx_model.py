@@ -24,6 +24,7 @@ import numpy as np
 
 from fairgate.guardrails.contracts import TASKS
 from fairgate.guardrails.contracts import probabilities as _probabilities
+from fairgate.guardrails.domain import DomainReference, DomainStatsError
 from fairgate.guardrails.encoding import (
     Encoding,
     EncodingMismatchError,
@@ -96,6 +97,8 @@ class OnnxTextModel:
         path: Path | None = None,
         bucket_size: int | None = DEFAULT_BUCKET_SIZE,
         normalization: TextNormalization | None = None,
+        embedding_output: str | None = None,
+        domain: Mapping[str, Any] | None = None,
     ) -> None:
         if task not in TASKS:
             raise ModelDirectoryError(f"task {task!r} is not one of {', '.join(TASKS)}")
@@ -112,6 +115,13 @@ class OnnxTextModel:
         self.bucket_size = bucket_size
         self.normalization = normalization if normalization is not None else TextNormalization.none()
         self._output_name = output_name
+        outputs = {item.name for item in session.get_outputs()} if hasattr(session, "get_outputs") else set()
+        # Only an output the graph really has: a manifest naming one the graph lacks is a
+        # broken directory, and serving then runs without the embedding rather than failing.
+        self.embedding_output = embedding_output if embedding_output in outputs else None
+        if embedding_output is not None and self.embedding_output is None:
+            logger.warning("%s: the graph has no output %r named in the manifest", path, embedding_output)
+        self._domain_entry = dict(domain) if domain is not None else None
         self._input_names = tuple(item.name for item in session.get_inputs())
         self._configure_tokenizer()
 
@@ -167,7 +177,25 @@ class OnnxTextModel:
             path=directory,
             bucket_size=bucket_size,
             normalization=normalization,
+            embedding_output=manifest.embedding_output,
+            domain=manifest.domain,
         )
+
+    def domain_reference(self) -> tuple[DomainReference | None, str | None]:
+        """This variant's domain reference statistics, or None and why not (for one log line).
+
+        Models built before the statistics existed have neither the embedding output nor
+        the manifest's ``domain`` entry; they serve as before, with the monitor off.
+        """
+        if self.embedding_output is None:
+            return None, "the classifier has no embedding output (built before domain statistics; rebuild it)"
+        if self._domain_entry is None or self.path is None:
+            return None, "the classifier's manifest has no domain statistics (rebuild it)"
+        path = self.path / str(self._domain_entry.get("file", ""))
+        try:
+            return DomainReference.load(path, entry=self._domain_entry, variant=self.variant), None
+        except DomainStatsError as error:
+            return None, f"the classifier's domain statistics cannot be used: {error}"
 
     def _configure_tokenizer(self) -> None:
         """Truncate to ``max_length`` and pad to the longest item of each batch."""
@@ -249,6 +277,35 @@ class OnnxTextModel:
     def _run_feeds(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         (logits,) = self._session.run([self._output_name], dict(feeds))
         return np.asarray(logits, dtype=np.float32)
+
+    def run_outputs(self, encoding: Encoding) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and pooled embeddings ``[n, d]`` from the same session run (buckets as :meth:`run`).
+
+        The embedding is a second output of the graph, so it costs no second forward pass;
+        ``None`` for a model without it (then this is :meth:`run`).
+        """
+        if self.embedding_output is None:
+            return self.run(encoding), None
+        mismatch = tokenization_mismatch(self.tokenization, encoding.tokenization)
+        if mismatch is not None:
+            raise EncodingMismatchError(f"encoding was {mismatch}; encode the batch with this model's encode()")
+        names = [self._output_name, self.embedding_output]
+        if len(encoding) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
+        if self.bucket_size is None or len(encoding) <= self.bucket_size:
+            logits, embeddings = self._session.run(names, dict(encoding.as_feeds(self._input_names)))
+            return np.asarray(logits, dtype=np.float32), np.asarray(embeddings, dtype=np.float32)
+        order = np.argsort(encoding.attention_mask.sum(axis=1), kind="stable")
+        all_logits = np.empty((len(encoding), len(self.labels)), dtype=np.float32)
+        all_embeddings: np.ndarray | None = None
+        for start in range(0, len(order), self.bucket_size):
+            rows = order[start : start + self.bucket_size]
+            logits, embeddings = self._session.run(names, dict(encoding.select(rows).as_feeds(self._input_names)))
+            if all_embeddings is None:
+                all_embeddings = np.empty((len(encoding), embeddings.shape[1]), dtype=np.float32)
+            all_logits[rows] = logits
+            all_embeddings[rows] = embeddings
+        return all_logits, all_embeddings
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Softmax for single-label models, independent sigmoids for multi-label ones."""

@@ -280,6 +280,30 @@ class CounterfactualPolicy(_Strict):
         return cleaned
 
 
+class DomainPolicy(_Strict):
+    """The domain-shift monitor (guardrails/domain_monitor.py): is the traffic still the
+    fine-tuning domain?
+
+    Each classified item is scored by the Mahalanobis distance of its pooled embedding to
+    the nearest class mean (reference statistics stored with the model at build time); an
+    item is out of domain above the ``quantile`` of the in-domain validation scores. Over
+    ``window`` the share of such items is tested against the share the validation data
+    leads us to expect, the way the rate monitors test theirs: an alert is raised when the
+    ``confidence`` lower limit of the share clears that bound (at most ``1 - confidence``
+    false alarms per window length of in-domain traffic) and cleared when the share falls
+    back to it. ``action: flag`` flags the out-of-domain items while the alert is active;
+    ``none`` only measures. Models built without the statistics serve with the monitor off.
+    """
+
+    enabled: bool = True
+    quantile: float = Field(default=0.99, gt=0.5, lt=1.0, description="validation-score quantile of 'out of domain'")
+    window: WindowPolicy = Field(default_factory=lambda: WindowPolicy(size=1000))
+    min_samples: int = Field(default=200, ge=1, description="items in the window before it is tested")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    checks_per_window: int = Field(default=10, ge=1)
+    action: Literal["none", "flag"] = "none"
+
+
 class Policy(_Strict):
     """The whole policy. Build it with :meth:`from_yaml` or :meth:`from_mapping`."""
 
@@ -290,6 +314,7 @@ class Policy(_Strict):
     rates: RatesPolicy = Field(default_factory=RatesPolicy)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     counterfactual: CounterfactualPolicy = Field(default_factory=CounterfactualPolicy)
+    domain: DomainPolicy = Field(default_factory=DomainPolicy)
 
     @field_validator("version", mode="before")
     @classmethod

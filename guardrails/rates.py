@@ -13,7 +13,8 @@ bound) it is much lower than that; see docs/guardrails.md for measured figures.
 With ``rates.method: sequential`` the windows, schedule, figures and clearing stay as
 above, but an alert is raised by the e-detectors of :mod:`fairgate.guardrails.sequential`,
 updated after every batch, instead of by the scheduled Wilson test (its guarantee is in
-that module's docstring).
+that module's docstring). The detectors are kept by the store, next to the windows, so
+with the shared (Redis) store every worker and replica feeds one detector per pair.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from dataclasses import dataclass, field
 
 from fairgate.guardrails._stats import difference_lower, ratio_upper, z_one_sided
 from fairgate.guardrails.local_store import as_monitor_store
-from fairgate.guardrails.policy import PolicyError, RateMonitorPolicy, RatesPolicy
-from fairgate.guardrails.sequential import Alarm, SequentialDetector, SequentialSpec
+from fairgate.guardrails.policy import RateMonitorPolicy, RatesPolicy
+from fairgate.guardrails.sequential import Alarm, SequentialSetup, SequentialSpec
 from fairgate.guardrails.store import (
     AlertBoard,
     BoardUpdate,
@@ -92,7 +93,8 @@ class RateMonitor:
     exist only for these names. The windows, the check schedule and the alert board live
     in ``store`` (a plain :class:`WindowStore` gets a :class:`LocalMonitorStore` around it),
     so with a shared store every worker records into and alerts from the same state; this
-    object keeps only its latest copy of the board.
+    object keeps only its latest copy of the board. The e-detectors of ``method: sequential``
+    live in the store too (updated by ``record``, read with the counts of a check).
 
     One batch is ``batch`` -> the store's ``record`` -> ``absorb`` (which returns a check to
     publish when this batch made one due) -> the store's ``publish`` -> ``settle``; the
@@ -126,12 +128,9 @@ class RateMonitor:
         self._last: CheckResult | None = None
         self._last_text: str | None = None
         self._last_epoch = -1  # the board epoch whose last check we hold
-        check_method_store(rates, self._store)
-        self._detector: SequentialDetector | None = None
+        self._setup: SequentialSetup | None = None
         if rates.method == "sequential":
-            self._detector = SequentialDetector(groups=self._compared, spec=sequential_spec(monitor, rates))
-        self._unapplied: dict[str, tuple[int, int]] | None = None  # the last built batch's counts
-        self._alarms: dict[str, Alarm] = {}  # alarms not yet published by a check
+            self._setup = SequentialSetup(groups=self._compared, spec=sequential_spec(monitor, rates))
 
     def key(self, group: str) -> str:
         return window_key(self.name, group)
@@ -173,21 +172,26 @@ class RateMonitor:
         return self.rates.method
 
     @property
-    def detector(self) -> SequentialDetector | None:
-        """The e-detectors of ``method: sequential`` (None for ``window``)."""
-        return self._detector
+    def sequential(self) -> SequentialSetup | None:
+        """The e-detector setup of ``method: sequential`` (None for ``window``); the store keeps its state."""
+        return self._setup
 
     def reset_evidence(self, groups: Sequence[str] | None = None) -> None:
         """Forget the sequential evidence of pairs involving ``groups`` (all when None): admin resets."""
-        if self._detector is not None:
-            self._detector.reset(groups)
-            for group in list(self._alarms) if groups is None else groups:
-                self._alarms.pop(group, None)
+        if self._setup is not None:
+            self._store.reset_evidence(self.name, self._setup, groups)
 
     # -- one batch, in steps ------------------------------------------------------------
 
-    def query(self) -> MonitorQuery:
-        return MonitorQuery(monitor=self.name, groups=self._groups, spec=self._spec, known_epoch=self._known_epoch())
+    def query(self, *, evidence: bool = False) -> MonitorQuery:
+        """Read the windows and board (``evidence``: also the e-detector's evidence and pending alarms)."""
+        return MonitorQuery(
+            monitor=self.name,
+            groups=self._groups,
+            spec=self._spec,
+            known_epoch=self._known_epoch(),
+            sequential=self._setup if evidence else None,
+        )
 
     def batch(self, items: Sequence[tuple[Sequence[str], bool | None]]) -> MonitorBatch:
         """The store's input for one batch of ``(groups, hit)`` (``hit`` None: not observed)."""
@@ -199,14 +203,12 @@ class RateMonitor:
             observed += 1
             for group in groups:
                 events.setdefault(group, []).append(1 if hit else 0)
-        if self._detector is not None:
-            # Applied to the e-detectors when the store has taken the batch (absorb).
-            self._unapplied = {g: (len(v), sum(v)) for g, v in events.items()}
         return MonitorBatch(
             monitor=self.name,
             groups=self._groups,
             spec=self._spec,
             known_epoch=self._known_epoch(),
+            sequential=self._setup,  # the store feeds the batch to the e-detector
             events=events,
             observed=observed,
             schedule=self._schedule,
@@ -236,35 +238,25 @@ class RateMonitor:
     def absorb(self, reply: MonitorReply) -> PendingCheck | None:
         """Take a ``record`` reply; when it made a check due, the check and the update to publish.
 
-        With ``method: sequential`` the batch also updates the e-detectors, and an alarm for
-        a group not yet alerting makes a check due at once (reading the windows for its
-        figures when the schedule did not).
+        With ``method: sequential`` the store has fed the batch to the e-detectors, and an
+        alarm for a group not yet alerting (``reply.urgent``, whichever worker's batch raised
+        it) makes a check due at once (reading the windows for its figures when the schedule
+        did not).
         """
         self.adopt(reply.board)
-        urgent = False
-        if self._detector is not None and self._unapplied is not None:
-            counts, self._unapplied = self._unapplied, None
-            for alarm in self._detector.update(counts):
-                known = self._alarms.get(alarm.group)
-                if known is None or alarm.evidence > known.evidence:
-                    self._alarms[alarm.group] = alarm
-            urgent = any(g not in self._board.active for g in self._alarms)
         if reply.due and reply.counts is not None:
-            return self.evaluate(reply.counts)
-        if not urgent:
-            self._alarms.clear()  # only groups already alerting: nothing to raise
+            return self.evaluate(reply.counts, evidence=reply.evidence, alarms=reply.alarms)
+        if not reply.urgent:
             return None
-        snapshot = self._store.snapshot([self.query()], now=self._clock()).monitors[self.name]
+        snapshot = self._store.snapshot([self.query(evidence=True)], now=self._clock()).monitors[self.name]
         self.adopt(snapshot.board)
-        return self.evaluate(snapshot.counts or {})
+        return self.evaluate(snapshot.counts or {}, evidence=snapshot.evidence, alarms=snapshot.alarms)
 
     def settle(self, pending: PendingCheck, reply: MonitorReply) -> CheckResult | None:
         """Take the ``publish`` reply: the check if it won, None if another check got there first."""
         check = pending.result
         if reply.accepted:
             self._last, self._last_text, self._last_epoch = check, pending.update.last, reply.board.epoch
-            for group in check.alarms:
-                self._alarms.pop(group, None)
             if check.raised:
                 logger.warning("rate monitor %s: alert raised for %s", self.name, ", ".join(check.raised))
             if check.cleared:
@@ -294,20 +286,29 @@ class RateMonitor:
     def check(self, now: float | None = None) -> CheckResult:
         """Test every compared group against the reference now and publish the alert state."""
         at = self._clock() if now is None else now
-        reply = self._store.snapshot([self.query()], now=at).monitors[self.name]
+        reply = self._store.snapshot([self.query(evidence=True)], now=at).monitors[self.name]
         self.adopt(reply.board)
         assert reply.counts is not None, "a snapshot always carries counts"
-        pending = self.evaluate(reply.counts)
+        pending = self.evaluate(reply.counts, evidence=reply.evidence, alarms=reply.alarms)
         self.settle(pending, self._store.publish([pending.update]).monitors[self.name])
         return pending.result
 
     # -- the test -----------------------------------------------------------------------
 
-    def evaluate(self, counts: Mapping[str, WindowCounts]) -> PendingCheck:
+    def evaluate(
+        self,
+        counts: Mapping[str, WindowCounts],
+        *,
+        evidence: Mapping[str, tuple[float, str | None]] | None = None,
+        alarms: Mapping[str, Alarm] | None = None,
+    ) -> PendingCheck:
         """Test every compared group against the reference, from the board's alert state.
 
+        ``evidence`` and ``alarms`` (sequential): the store's e-detector evidence per group and
+        its pending alarms, which raise their groups' alerts; the update names them as consumed.
         Pure: the new state takes effect only when the returned update is published.
         """
+        alarms = dict(alarms or {})
         counts = {g: counts.get(g, WindowCounts(0, 0)) for g in self._groups}
         rates = self.rates
         eligible = [g for g in self._compared if counts[g].n >= rates.min_samples]
@@ -317,14 +318,14 @@ class RateMonitor:
         else:
             pairs = max(0, len(eligible) - 1)
         z = z_one_sided(self._alpha / (rates.checks_per_window * max(1, pairs)))
-        result = CheckResult(monitor=self.name, reference=reference, z=z, groups={}, alarms=sorted(self._alarms))
+        result = CheckResult(monitor=self.name, reference=reference, z=z, groups={}, alarms=sorted(alarms))
         active = set(self._board.active)
-        evidence = self._detector.evidence() if self._detector is not None else {}
+        evidence = evidence if evidence is not None and self._setup is not None else {}
         for group in self._groups:
-            assessed = self._assess(group, counts, eligible, reference, z, result, active)
-            if self._detector is not None and group in evidence:
+            assessed = self._assess(group, counts, eligible, reference, z, result, active, alarms)
+            if group in evidence:
                 value, against = evidence[group]
-                alarm = self._alarms.get(group)
+                alarm = alarms.get(group)
                 if alarm is not None and alarm.evidence >= value:
                     value, against = alarm.evidence, alarm.other
                 assessed = _with_evidence(assessed, value, against)
@@ -335,6 +336,8 @@ class RateMonitor:
             active=frozenset(active),
             newly_raised=len(result.raised),
             last=encode_check(result),
+            consumed=frozenset(alarms),
+            sequential=self._setup,
         )
         return PendingCheck(result=result, update=update)
 
@@ -358,10 +361,11 @@ class RateMonitor:
         z: float,
         result: CheckResult,
         active: set[str],
+        alarms: Mapping[str, Alarm],
     ) -> GroupResult:
         c = counts[group]
         nan = float("nan")
-        alarm = self._detector is not None and group in self._alarms
+        alarm = self._setup is not None and group in alarms
         if alarm and group not in active:
             # Sequential: the e-detector's alarm raises whatever the window shows yet.
             active.add(group)
@@ -374,7 +378,7 @@ class RateMonitor:
         if group not in eligible or reference is None:
             # Too few samples shows no recovery: a window alert never gets here (it needs the
             # samples to be raised), but a sequential alarm can come first and must stand.
-            if not alarm and self._detector is None:
+            if not alarm and self._setup is None:
                 _clear(group, result, active)
             status = "insufficient_samples" if group not in eligible else "no_reference"
             return GroupResult(group, c.n, c.positives, c.rate, nan, nan, nan, nan, "alert" if alarm else status)
@@ -391,7 +395,7 @@ class RateMonitor:
             lower = difference_lower(c.positives, c.n, r.positives, r.n, z)
         ratio_bound = self.rates.impact_ratio.min if self.rates.impact_ratio else None
         diff_bound = self.rates.parity_difference.max if self.rates.parity_difference else None
-        if self._detector is not None:
+        if self._setup is not None:
             evidence = alarm  # raised above; the window's bound is shown, not acted on
         else:
             evidence = (ratio_bound is not None and upper < ratio_bound) or (
@@ -408,23 +412,6 @@ class RateMonitor:
             _clear(group, result, active)
         status = "alert" if group in active else "ok"
         return GroupResult(group, c.n, c.positives, c.rate, ratio, upper, diff, lower, status)
-
-
-def check_method_store(rates: RatesPolicy, store: MonitorStore) -> None:
-    """Refuse ``method: sequential`` on a fleet-wide store, naming the fix.
-
-    The e-detectors are a few numbers per pair updated in this process after every batch;
-    the shared (Redis) store keeps windows and alert boards for the fleet but not these, and
-    one detector per worker alerting onto one fleet board would multiply the false-alarm
-    budget by the number of workers. So the combination is refused rather than silently
-    weaker than documented.
-    """
-    if rates.method == "sequential" and store.scope == "fleet":
-        raise PolicyError(
-            "rates.method: sequential keeps its e-detectors in each worker and cannot use the fleet-wide "
-            "window store (FAIRGATE_REDIS_URL); set rates.method: window to keep Redis, or unset "
-            "FAIRGATE_REDIS_URL to run sequential monitors per worker"
-        )
 
 
 def sequential_spec(monitor: RateMonitorPolicy, rates: RatesPolicy) -> SequentialSpec:

@@ -16,6 +16,8 @@ then ``publish``), once per ``size / checks_per_window`` outcomes of the fleet.
     {<prefix>:<policy version>:<monitor>}:ctl                 hash: n, slot, epoch, raised, active, last
     {<prefix>:<policy version>:<monitor>}:<shape>:w:<group>   list (count windows) or hash ring (time windows)
     {<prefix>:<policy version>:<monitor>}:<shape>:p:<group>   positives of a count window
+    {<prefix>:<policy version>:<monitor>}:seq:<setup>         e-detector state per pair (sequential)
+    {<prefix>:<policy version>:<monitor>}:seq:<setup>:alarm   its alarms not yet acted on
 
 ``<shape>`` is :attr:`WindowSpec.tag` (``c2000``, ``t3600x60``), so a policy that changes a
 window never reads the old shape's keys. The version is percent-encoded (no braces can
@@ -23,6 +25,16 @@ leak into the tag). A Redis Cluster places each monitor's keys on one node (shar
 monitor). Keys carry a TTL (``key_ttl_s``, at least twice a time window), set when a key
 is created and renewed at every check: the keys of a monitor that still gets traffic
 never expire, those of a retired policy version, monitor or group do.
+
+**Sequential monitors.** A batch of a ``rates.method: sequential`` monitor also updates
+the monitor's e-detectors in the same script call (no extra round trip, atomic with the
+windows): one detector per compared pair for the whole fleet, with the constants of
+:meth:`SequentialDetector.wire` and its arithmetic (:mod:`fairgate.guardrails._redis_scripts`).
+An alarm is kept in the alarm hash until a published check acts on it, so whichever
+worker runs the next check raises the alert, and every worker's next batch sees it
+(``urgent`` in the reply makes a check run at once). ``<setup>`` is
+:attr:`SequentialSetup.tag`: a policy that changes the compared groups or the test starts
+new keys.
 
 **Failures.** Each round trip has a socket timeout (50 ms by default) and no client-side
 retries; errors surface as :class:`StoreTimeout`, :class:`StoreUnavailable` or
@@ -35,12 +47,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import struct
+import threading
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fairgate.guardrails import _redis_scripts
+from fairgate.guardrails.sequential import Alarm, SequentialDetector, SequentialSetup, batch_counts
 from fairgate.guardrails.store import (
     AlertBoard,
     BoardUpdate,
@@ -120,6 +135,12 @@ class MonitorKeys:
     def positives(self, spec: WindowSpec, group: str) -> str:
         return f"{self.tag}:{spec.tag}:p:{group}"
 
+    def sequential(self, setup: SequentialSetup) -> str:
+        return f"{self.tag}:seq:{setup.tag}"
+
+    def alarms(self, setup: SequentialSetup) -> str:
+        return f"{self.tag}:seq:{setup.tag}:alarm"
+
 
 class RedisWindowStore:
     """A :class:`~fairgate.guardrails.store.MonitorStore` in Redis (module docstring).
@@ -145,6 +166,10 @@ class RedisWindowStore:
         self._namespace = f"{prefix}:{urllib.parse.quote(policy_version, safe='')}"
         self._key_ttl_ms = max(1, int(key_ttl_s * 1000))
         self._key_cache: dict[tuple[str, WindowSpec, str], tuple[str, str]] = {}
+        # Per detector setup (bounded by the policies served): a detector to read evidence
+        # with, and the constant part of the script's detector block.
+        self._detectors: dict[SequentialSetup, tuple[SequentialDetector, list[str]]] = {}
+        self._scratch = threading.Lock()  # one reply at a time loads the shared scratch detector
 
     @classmethod
     def from_url(
@@ -197,11 +222,12 @@ class RedisWindowStore:
                            strict=True))
         replies = {}
         for batch, raw in zip(batches, raws, strict=True):
+            urgent = bool(int(raw[5]))
             if batch.monitor in counted:  # the board as read with the counts: the later one
-                replies[batch.monitor] = self._counts_reply(batch, counted[batch.monitor], due=True)
+                replies[batch.monitor] = self._counts_reply(batch, counted[batch.monitor], due=True, urgent=urgent)
             else:
-                _, epoch, raised, active, last = raw
-                replies[batch.monitor] = MonitorReply(board=_board(epoch, raised, active, last))
+                _, epoch, raised, active, last = raw[:5]
+                replies[batch.monitor] = MonitorReply(board=_board(epoch, raised, active, last), urgent=urgent)
         return StoreReply(monitors=replies)
 
     def snapshot(self, queries: Sequence[MonitorQuery], *, now: float) -> StoreReply:
@@ -211,15 +237,18 @@ class RedisWindowStore:
         )
 
     def publish(self, updates: Sequence[BoardUpdate]) -> StoreReply:
-        calls = [
-            (
-                "publish",
-                [self.keys(u.monitor).control],
-                [str(u.expected_epoch), ",".join(sorted(u.active)), str(u.newly_raised), u.last,
-                 str(self._key_ttl_ms)],
-            )
-            for u in updates
-        ]
+        """Write check results with compare-and-set; an accepted one also deletes the pending
+        alarms it consumed (same script call, so no other check can act on them again)."""
+        calls = []
+        for u in updates:
+            keys = [self.keys(u.monitor).control]
+            consumed: list[str] = []
+            if u.consumed and u.sequential is not None:
+                keys.append(self.keys(u.monitor).alarms(u.sequential))
+                consumed = sorted(u.consumed)
+            args = [str(u.expected_epoch), ",".join(sorted(u.active)), str(u.newly_raised), u.last,
+                    str(self._key_ttl_ms), *consumed]
+            calls.append(("publish", keys, args))
         results = self._run(calls)
         replies = {}
         for update, raw in zip(updates, results, strict=True):
@@ -258,6 +287,27 @@ class RedisWindowStore:
             for key, group in by_monitor[query.monitor]:
                 found[key] = counts[group]
         return {key: found[key] for key in keys}
+
+    def reset_evidence(self, monitor: str, setup: SequentialSetup, groups: Sequence[str] | None = None) -> None:
+        """Forget the detector state of the pairs involving ``groups`` (all when None) and their
+        pending alarms, for every worker and replica (one MULTI: both hashes change together)."""
+        keys = self.keys(monitor)
+        state, alarms = keys.sequential(setup), keys.alarms(setup)
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            if groups is None:
+                pipe.delete(state, alarms)
+            else:
+                detector, _ = self._detector(setup)
+                chosen = {detector.groups.index(g) for g in groups if g in detector.groups}
+                fields = [f"{a},{b}" for a, b in detector.pair_indices if a in chosen or b in chosen]
+                if fields:
+                    pipe.hdel(state, *fields)
+                if groups:
+                    pipe.hdel(alarms, *groups)
+            pipe.execute()
+        except Exception as error:
+            raise _translate(error) from error
 
     def forget(self, keys: Sequence[str], *, spec: WindowSpec) -> None:
         """Delete the window keys of ``keys`` (``monitor/group``) for every worker and replica."""
@@ -344,22 +394,93 @@ class RedisWindowStore:
             str(observed),
             str(self._ttl_ms(spec)),
             str(query.known_epoch),
+            str(len(groups)),
         ]
         args += ["".join("1" if v else "0" for v in events[g]) for g in groups]
-        return "record", self._group_keys(query.monitor, spec, groups), args
+        keys = self._group_keys(query.monitor, spec, groups)
+        if query.sequential is not None:
+            keys += self._sequential_keys(query.monitor, query.sequential)
+            args += self._sequential_args(query.sequential, events)
+        return "record", keys, args
 
     def _counts_call(self, query: MonitorQuery, now: float, *, refresh: bool) -> tuple[str, list[str], list[str]]:
         """The COUNTS script for every group of one monitor (refresh: also renew the TTLs)."""
         spec = query.spec
-        args = [*self._window_args(spec, now), str(self._ttl_ms(spec) if refresh else 0), str(query.known_epoch)]
-        return "counts", self._group_keys(query.monitor, spec, query.groups), args
+        args = [*self._window_args(spec, now), str(self._ttl_ms(spec) if refresh else 0), str(query.known_epoch),
+                str(len(query.groups))]
+        keys = self._group_keys(query.monitor, spec, query.groups)
+        if query.sequential is not None:
+            keys += self._sequential_keys(query.monitor, query.sequential)
+        return "counts", keys, args
 
-    def _counts_reply(self, query: MonitorQuery, raw: Sequence[Any], *, due: bool) -> MonitorReply:
-        epoch, raised, active, last, flat = raw
+    def _counts_reply(
+        self, query: MonitorQuery, raw: Sequence[Any], *, due: bool, urgent: bool = False
+    ) -> MonitorReply:
+        epoch, raised, active, last, flat = raw[:5]
         counts = {
             group: WindowCounts(int(flat[2 * i]), int(flat[2 * i + 1])) for i, group in enumerate(query.groups)
         }
-        return MonitorReply(board=_board(epoch, raised, active, last), due=due, counts=counts)
+        board = _board(epoch, raised, active, last)
+        if query.sequential is None or len(raw) < 7:
+            return MonitorReply(board=board, due=due, counts=counts, urgent=urgent)
+        detector, _ = self._detector(query.sequential)
+        with self._scratch:  # a scratch copy: only its evidence leaves
+            _load(detector, raw[5])
+            evidence = detector.evidence()
+        return MonitorReply(
+            board=board, due=due, counts=counts, urgent=urgent, evidence=evidence, alarms=_alarms(raw[6])
+        )
+
+    # -- sequential detectors -----------------------------------------------------------
+
+    def _detector(self, setup: SequentialSetup) -> tuple[SequentialDetector, list[str]]:
+        found = self._detectors.get(setup)
+        if found is None:
+            detector = setup.detector()
+            wire = detector.wire()
+            block = [
+                str(len(wire.groups)),
+                str(-1 if wire.reference is None else wire.reference),
+                str(len(wire.columns)),
+                str(len(wire.fractions)),
+                repr(wire.threshold),
+                repr(wire.head_start),
+                str(wire.start_every),
+                repr(wire.max_fraction),
+                *map(repr, wire.fractions),
+                *map(repr, wire.weights),
+            ]
+            for coef_a, coef_b, coef_0, worst, direction, test in wire.columns:
+                block += [repr(coef_a), repr(coef_b), repr(coef_0), repr(worst), str(direction), test]
+            block += list(wire.groups)
+            found = self._detectors[setup] = (detector, block)
+        return found
+
+    def _sequential_keys(self, monitor: str, setup: SequentialSetup) -> list[str]:
+        keys = self.keys(monitor)
+        return [keys.sequential(setup), keys.alarms(setup)]
+
+    def _sequential_args(self, setup: SequentialSetup, events: Mapping[str, Sequence[int]]) -> list[str]:
+        """The detector block of RECORD: the setup's constants, then this batch's counts by group index."""
+        detector, block = self._detector(setup)
+        index = {g: i for i, g in enumerate(detector.groups)}
+        rows = [(index[g], n, x) for g, (n, x) in batch_counts(events).items() if g in index]
+        args = [*block, str(len(rows))]
+        for i, n, x in rows:
+            args += [str(i), str(n), str(x)]
+        return args
+
+    def read_detector(self, monitor: str, setup: SequentialSetup) -> SequentialDetector:
+        """The fleet's detector of ``monitor`` as it is in Redis now (one round trip; tests, tools)."""
+        try:
+            flat = self._client.execute_command("HGETALL", self.keys(monitor).sequential(setup))
+        except Exception as error:
+            raise _translate(error) from error
+        if isinstance(flat, dict):  # a client that parses HGETALL into a dict
+            flat = [item for pair in flat.items() for item in pair]
+        detector = setup.detector()
+        _load(detector, flat)
+        return detector
 
     def _run(self, calls: Sequence[tuple[str, list[str], list[str]]]) -> list[Any]:
         """Run ``calls`` in one pipeline (one round trip); reload scripts once if Redis lost them."""
@@ -405,6 +526,27 @@ def _board(epoch: Any, raised: Any, active: Any, last: Any) -> AlertBoard:
         epoch=int(_text(epoch)),
         last=None if last is None else _text(last),
     )
+
+
+def _load(detector: SequentialDetector, flat: Sequence[Any]) -> None:
+    """Put a seq hash, read as a flat field/value list ("a,b" -> packed doubles), into ``detector``."""
+    unpack = struct.Struct(f"<{detector.state_width}d").unpack
+    rows = {}
+    for i in range(0, len(flat), 2):
+        a, b = _text(flat[i]).split(",")
+        rows[(int(a), int(b))] = unpack(flat[i + 1])
+    detector.set_state(rows)
+
+
+def _alarms(flat: Sequence[Any]) -> dict[str, Alarm]:
+    """The alarm hash (flat field/value list): group -> "evidence|other|test"."""
+    found = {}
+    for i in range(0, len(flat), 2):
+        group = _text(flat[i])
+        evidence, rest = _text(flat[i + 1]).split("|", 1)
+        other, test = rest.rsplit("|", 1)
+        found[group] = Alarm(group=group, other=other, test=test, evidence=float(evidence))
+    return found
 
 
 def _is_noscript(result: Any) -> bool:

@@ -53,18 +53,40 @@ among the first ``n`` outcomes. The head start makes a disparity present from th
 fixed test at level ``(1 - confidence) / D``; a late one costs ``log A``. Multiple groups:
 the ``c`` in ``A`` and the ``D`` in ``h`` split the budget over every compared pair, so
 the guarantee covers all of them together.
+
+**Where the state lives.** The detector is kept by the rate monitor's store, not by the
+monitor: :class:`~fairgate.guardrails.local_store.LocalMonitorStore` holds a
+:class:`SequentialDetector` per monitor (``window_scope: worker``), and
+:class:`~fairgate.guardrails.redis_store.RedisWindowStore` holds the same numbers in Redis
+and updates them in the script that records the batch (``window_scope: fleet``: one
+detector per pair for every worker and replica, so the budget above is the fleet's, not
+one per worker). Both take their constants from :meth:`SequentialDetector.wire` and lay
+a pair's state out as :meth:`SequentialDetector.state` does, so the Lua update repeats the
+arithmetic of :meth:`SequentialDetector.update` operation for operation.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BET_FRACTIONS", "Alarm", "SequentialDetector", "SequentialSpec", "expected_false_alarm_bound"]
+__all__ = [
+    "BET_FRACTIONS",
+    "Alarm",
+    "DetectorWire",
+    "SequentialDetector",
+    "SequentialSetup",
+    "SequentialSpec",
+    "batch_counts",
+    "expected_false_alarm_bound",
+    "merge_alarms",
+]
 
 # Bets as fractions of the largest safe bet (1 / max loss per unit). Halving steps cover
 # drifts from large (few units to detect) to ones near the bound; a mixture over the grid
@@ -103,6 +125,50 @@ class SequentialSpec:
             raise ValueError(f"confidence {self.confidence} must be in (0, 1)")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SequentialSetup:
+    """One monitor's detector: the compared groups (their order fixes the pair indices) and the spec.
+
+    A store keeps one detector per monitor and setup; :attr:`tag` names it in a shared store,
+    so a policy that changes the groups or the test never reads another setup's numbers.
+    """
+
+    groups: tuple[str, ...]
+    spec: SequentialSpec
+
+    @property
+    def tag(self) -> str:
+        """A digest of the groups, the spec and the bet grid (which fixes the state's layout)."""
+        layout = [list(self.groups), asdict(self.spec), list(BET_FRACTIONS), MAX_FRACTION]
+        text = json.dumps(layout, sort_keys=True, separators=(",", ":"))
+        return "s" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+    def detector(self) -> SequentialDetector:
+        return SequentialDetector(groups=self.groups, spec=self.spec)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetectorWire:
+    """Everything a store outside Python (the Redis script) needs to repeat :meth:`SequentialDetector.update`.
+
+    ``columns`` are (coef_a, coef_b, coef_0, worst_loss, direction, test) per detector column:
+    the payoff of a unit is ``mean_a * coef_a + mean_b * coef_b + coef_0`` and its bets are
+    ``min(fraction * size, max_fraction) / worst_loss``; direction 0 accuses the pair's first
+    group, 1 its second. ``reference`` is the index of the named reference (pairs ``(i, ref)``)
+    or None (pairs ``(i, j)``, ``i < j``).
+    """
+
+    groups: tuple[str, ...]
+    reference: int | None
+    threshold: float
+    head_start: float
+    start_every: int
+    max_fraction: float
+    fractions: tuple[float, ...]
+    weights: tuple[float, ...]
+    columns: tuple[tuple[float, float, float, float, int, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Alarm:
     """A pair's detector reached the threshold: ``group`` is disadvantaged against ``other``."""
@@ -119,7 +185,7 @@ class SequentialDetector:
     State: four pending counts and a unit counter per unordered pair, and one wealth per
     (direction, test, bet): with 24 compared groups, 276 pairs x 2 x 6 numbers. Each
     :meth:`update` is a few vectorised operations over the pairs, whatever their number.
-    Not thread-safe: its owner (a rate monitor, under the guard's lock) serialises calls.
+    Not thread-safe: its owner (a :class:`LocalMonitorStore`, under its lock) serialises calls.
     """
 
     def __init__(self, *, groups: Sequence[str], spec: SequentialSpec) -> None:
@@ -127,8 +193,9 @@ class SequentialDetector:
         self._groups = tuple(groups)
         index = {g: i for i, g in enumerate(self._groups)}
         k = len(self._groups)
+        self._reference: int | None = None
         if spec.reference is not None and spec.reference in index:
-            ref = index[spec.reference]
+            ref = self._reference = index[spec.reference]
             pairs = [(i, ref) for i in range(k) if i != ref]
             directions = 1  # only "a is disadvantaged against the reference"
             spread = 1
@@ -185,10 +252,67 @@ class SequentialDetector:
             [[self._ib[p] if d == 0 else self._ia[p] for d, _ in self._columns] for p in range(u)], dtype=np.intp
         ).reshape(u, j)
         self._index = index
+        self._position = {(a, b): p for p, (a, b) in enumerate(pairs)}
 
     @property
     def groups(self) -> tuple[str, ...]:
         return self._groups
+
+    @property
+    def pair_indices(self) -> list[tuple[int, int]]:
+        """The compared pairs as (a, b) group indices, in state order."""
+        return list(self._position)
+
+    @property
+    def state_width(self) -> int:
+        """Numbers per pair in :meth:`state`: 4 pending, the units, then wealth per (column, bet)."""
+        return 5 + int(self._wealth.shape[1]) * int(self._wealth.shape[2])
+
+    def wire(self) -> DetectorWire:
+        """This detector's constants, for a store that updates the state elsewhere (Redis)."""
+        columns = tuple(
+            (float(self._coef_a[c]), float(self._coef_b[c]), float(self._coef_0[c]), float(self._worst_loss[c]), d,
+             self._tests[t][0])
+            for c, (d, t) in enumerate(self._columns)
+        )
+        return DetectorWire(
+            groups=self._groups,
+            reference=self._reference,
+            threshold=float(self.threshold),
+            head_start=float(self.head_start),
+            start_every=self.spec.start_every,
+            max_fraction=MAX_FRACTION,
+            fractions=tuple(float(f) for f in self._fractions),
+            weights=tuple(float(w) for w in self._weights),
+            columns=columns,
+        )
+
+    def state(self) -> dict[tuple[int, int], list[float]]:
+        """Per pair ``(a, b)`` of group indices that has any state: n_a, x_a, n_b, x_b, units,
+        then the wealth of each column's bets (column-major). Pairs never touched are left out."""
+        found: dict[tuple[int, int], list[float]] = {}
+        for (a, b), p in self._position.items():
+            if self._units[p] or self._pending[:, p].any() or self._wealth[p].any():
+                found[(a, b)] = [*self._pending[:, p].tolist(), float(self._units[p]), *self._wealth[p].ravel().tolist()]
+        return found
+
+    def set_state(self, rows: Mapping[tuple[int, int], Sequence[float]]) -> None:
+        """Replace the whole state by ``rows`` (the layout of :meth:`state`; missing pairs are zero).
+
+        Raises ValueError naming the pair when a row does not fit this detector (another setup's numbers).
+        """
+        self.reset()
+        width = self.state_width
+        for (a, b), row in rows.items():
+            p = self._position.get((a, b))
+            if p is None or len(row) != width:
+                raise ValueError(
+                    f"state of pair {(a, b)} ({len(row)} numbers) does not fit a detector of {len(self._groups)} "
+                    f"groups and {width} numbers per pair; the store holds another setup's state, reset it"
+                )
+            self._pending[:, p] = row[:4]
+            self._units[p] = int(row[4])
+            self._wealth[p] = np.asarray(row[5:], dtype=np.float64).reshape(self._wealth.shape[1:])
 
     @property
     def pairs(self) -> int:
@@ -289,6 +413,19 @@ class SequentialDetector:
         self._wealth[hit] = 0.0
         self._units[hit] = 0
         self._pending[:, hit] = 0.0
+
+
+def batch_counts(events: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, int]]:
+    """A batch's 0/1 outcomes per group as the detector's input: ``{group: (outcomes, positives)}``."""
+    return {g: (len(v), sum(1 for x in v if x)) for g, v in events.items() if v}
+
+
+def merge_alarms(pending: dict[str, Alarm], alarms: Iterable[Alarm]) -> None:
+    """Add ``alarms`` to ``pending`` (by group), keeping each group's strongest."""
+    for alarm in alarms:
+        known = pending.get(alarm.group)
+        if known is None or alarm.evidence > known.evidence:
+            pending[alarm.group] = alarm
 
 
 def expected_false_alarm_bound(*, n: int, spec: SequentialSpec) -> float:

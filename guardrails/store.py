@@ -9,7 +9,10 @@ in one round trip):
   schedule (a check every N recorded outcomes, or every S seconds) and the alert board
   (active groups, alerts raised, the last check's figures). ``record`` adds a batch's
   outcomes *and* advances the schedule in one call; ``publish`` writes a check's result
-  with compare-and-set on the board's epoch, so exactly one concurrent check wins.
+  with compare-and-set on the board's epoch, so exactly one concurrent check wins. The
+  store also keeps the e-detectors of ``rates.method: sequential`` (a batch that names one
+  updates it in the same call) and their alarms until a published check consumes them, so
+  a shared store runs one detector for the fleet.
   :class:`~fairgate.guardrails.local_store.LocalMonitorStore` keeps these in the process
   (``window_scope: worker``), :class:`~fairgate.guardrails.redis_store.RedisWindowStore` in
   Redis for every worker and replica (``window_scope: fleet``).
@@ -32,7 +35,10 @@ import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from fairgate.guardrails.sequential import Alarm, SequentialSetup
 
 Scope = Literal["worker", "fleet"]
 DEFAULT_BUCKETS = 60
@@ -157,12 +163,15 @@ class MonitorQuery:
 
     ``known_epoch`` is the board epoch the caller already has: a store may leave out
     ``board.last`` when the epoch is unchanged (it is the largest part of a reply).
+    ``sequential``: the monitor's e-detector (``rates.method: sequential``), kept by the
+    store: a batch updates it, a query with it also returns its evidence and pending alarms.
     """
 
     monitor: str
     groups: tuple[str, ...]
     spec: WindowSpec
     known_epoch: int = -1
+    sequential: SequentialSetup | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +192,8 @@ class BoardUpdate:
     active: frozenset[str]
     newly_raised: int
     last: str
+    consumed: frozenset[str] = frozenset()  # pending sequential alarms this check acted on
+    sequential: SequentialSetup | None = None  # the detector whose alarms those are
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,12 +203,20 @@ class MonitorReply:
     ``due``: this batch made a check due (for a shared store, exactly one batch of the
     fleet gets each due check). ``counts``: the windows after the batch, when ``due`` or
     asked for. ``accepted``: for ``publish``, whether the update won.
+
+    Sequential monitors: ``urgent``, a pending alarm names a group the board does not have
+    active yet (a check should run now); ``evidence`` (per compared group: detector over
+    threshold and the group of that comparison) and ``alarms`` (pending, by group), sent
+    with ``counts`` when the query named the detector.
     """
 
     board: AlertBoard
     due: bool = False
     counts: Mapping[str, WindowCounts] | None = None
     accepted: bool = True
+    urgent: bool = False
+    evidence: Mapping[str, tuple[float, str | None]] | None = None
+    alarms: Mapping[str, Alarm] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -276,7 +295,12 @@ class MonitorStore(WindowStore, Protocol):
         ...
 
     def publish(self, updates: Sequence[BoardUpdate]) -> StoreReply:
-        """Write check results, each only if its board is still at the expected epoch."""
+        """Write check results, each only if its board is still at the expected epoch
+        (and then drop the pending sequential alarms each one ``consumed``)."""
+        ...
+
+    def reset_evidence(self, monitor: str, setup: SequentialSetup, groups: Sequence[str] | None = None) -> None:
+        """Forget the e-detector state of pairs involving ``groups`` (all when None) and their pending alarms."""
         ...
 
 

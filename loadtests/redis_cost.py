@@ -3,7 +3,8 @@
 For the default policy (or ``--policy``), with count windows and with one-hour time
 windows: the client round trip of one batch and Redis's CPU per script call
 (``INFO commandstats``) for several batch sizes, then the memory of every window filled
-(``MEMORY USAGE`` summed over the keys). Starts a private redis-server from PATH unless
+(``MEMORY USAGE`` summed over the keys). ``--method sequential`` measures the same with the
+e-detectors updated in the record script (and their state in the memory figure). Starts a private redis-server from PATH unless
 ``--url`` names one (its data under the policy's namespace is left in place).
 """
 
@@ -30,7 +31,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def measure(
-    url: str, *, policy_path: str | None, batch_sizes: Sequence[int], n: int, seed: int
+    url: str, *, policy_path: str | None, batch_sizes: Sequence[int], n: int, seed: int, method: str | None = None
 ) -> list[dict[str, Any]]:
     import redis
 
@@ -44,6 +45,8 @@ def measure(
     for label, window in WINDOWS:
         data = base.model_dump()
         data["rates"]["window"] = window
+        if method is not None:
+            data["rates"]["method"] = method
         data["version"] = f"{base.version}-cost-{label}-{os.getpid()}"
         policy = Policy.from_mapping(data)
         store = RedisWindowStore.from_url(url, policy_version=policy.version, timeout_s=1.0)
@@ -69,6 +72,7 @@ def measure(
             rows.append(
                 {
                     "window": label,
+                    "method": policy.rates.method,
                     "batch": size,
                     "round_trip_p50_ms": round(_percentile(trips, 0.5) * 1000, 3),
                     "round_trip_p99_ms": round(_percentile(trips, 0.99) * 1000, 3),
@@ -102,13 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8,32,128", help="items per batch, comma-separated")
     parser.add_argument("--n", type=int, default=1000, help="batches per size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--method", choices=("window", "sequential"), default=None,
+                        help="rates.method to measure (default: the policy's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from loadtests._redis import redis_for_bench
 
     with redis_for_bench(args.url, log_dir=Path(tempfile.mkdtemp(prefix="fairgate-redis-cost-"))) as url:
         rows = measure(url, policy_path=args.policy, batch_sizes=[int(b) for b in args.batches.split(",")],
-                       n=args.n, seed=args.seed)
+                       n=args.n, seed=args.seed, method=args.method)
     print(f"load average at end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     for row in rows:
         print("  ".join(f"{k}={v}" for k, v in row.items()))

@@ -164,6 +164,27 @@ def export_section(metadata: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def domain_section(metadata: Mapping[str, Any]) -> list[str]:
+    """The domain-shift monitor's reference statistics: what "in domain" means for this model."""
+    domain = metadata.get("domain")
+    if not domain:
+        return []
+    quantiles = domain.get("validation_quantiles") or {}
+    levels = sorted({q for row in quantiles.values() for q in row}, key=float)
+    return [
+        "## Domain reference (domain-shift monitor)",
+        "",
+        f"Mahalanobis distance of the pooled embedding to the nearest class mean, shared covariance "
+        f"(shrinkage {fmt(domain.get('shrinkage'))}), fitted on {domain.get('n_train')} training texts "
+        f"({domain.get('dim')} dimensions); quantiles of the distance on {domain.get('n_validation')} "
+        "held-out validation texts, per ONNX variant. Serving counts an item as out of domain above "
+        "the policy's quantile (`domain.quantile`, 0.99 by default).",
+        "",
+        *table(["variant", *levels], [[variant, *[fmt(row.get(q)) for q in levels]] for variant, row in quantiles.items()]),
+        "",
+    ]
+
+
 def limitations_section(text: str | Callable[[Mapping[str, Any]], str]) -> CardSection:
     """What the figures do not show; ``text`` may depend on the metadata."""
 
@@ -184,6 +205,7 @@ def classifier_sections(
         per_group_section,
         training_section,
         export_section,
+        domain_section,
         limitations_section(limits),
     )
 

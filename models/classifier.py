@@ -26,6 +26,7 @@ from fairgate.models.datasets import (
     load_labelled_data,
     split_data,
 )
+from fairgate.models.domain_stats import DomainData
 from fairgate.models.errors import DataError
 from fairgate.models.finetune import FinetuneConfig
 from fairgate.models.pipeline import ScoringModel, Task, TrainedModel
@@ -313,6 +314,7 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
     started = time.perf_counter()
     limit_torch_threads(config.torch_threads or _auto_threads())
     data, splits = _load_splits(config)
+    raw_splits = splits  # the domain statistics read raw texts through the exported model, as serving does
     normalization = (
         TextNormalization.social() if config.normalization == "social" else TextNormalization.none()
     )
@@ -345,6 +347,12 @@ def build_classifier(config: ClassifierBuildConfig, *, progress: bool = True) ->
         max_length=config.finetune.max_length, normalization=normalization,
         parity_texts=splits.validation.texts[: config.parity_samples],
         calibration_texts=splits.train.texts,
+        domain=DomainData(
+            train_texts=raw_splits.train.texts,
+            train_targets=[int(t) for t in raw_splits.train.targets],
+            validation_texts=raw_splits.validation.texts,
+            seed=config.finetune.seed,
+        ),
     )
     metadata = {
         "role": "classifier",

@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "DataError",
     "DeployGateError",
+    "EmbeddingOutputError",
     "EncoderSourceError",
     "ExportParityError",
     "FairgateModelError",
@@ -37,6 +38,10 @@ class ExportParityError(FairgateModelError):
 
     Raised before anything is stored, so a broken export never reaches serving.
     """
+
+
+class EmbeddingOutputError(FairgateModelError):
+    """The exported graph's pooled embedding (the classification head's input) cannot be found."""
 
 
 class QuantizationError(FairgateModelError, ValueError):

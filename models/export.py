@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from fairgate.guardrails.contracts import MULTI_LABEL_TASK, Task
+from fairgate.guardrails.domain import EMBEDDING_OUTPUT
 from fairgate.guardrails.manifest import DEFAULT_FILES, MANIFEST_FORMAT, ModelManifest, Variant, read_manifest
 from fairgate.models.errors import ExportParityError, QuantizationError
 from fairgate.models.static_int8 import (
@@ -255,6 +256,7 @@ def write_manifest(
     input_names: list[str],
     output_name: str = "logits",
     normalization: TextNormalization | None = None,
+    embedding_output: str | None = None,
 ) -> dict[str, Any]:
     """Write ``fairgate.json`` (the runtime's only required metadata) and return it.
 
@@ -276,6 +278,8 @@ def write_manifest(
     }
     if normalization is not None:
         fields["normalization"] = normalization.to_manifest()
+    if embedding_output is not None:
+        fields["embedding_output"] = embedding_output
     manifest = ModelManifest.model_validate(fields)
     manifest.write(Path(directory))
     return manifest.as_json()
@@ -296,6 +300,7 @@ def export_model_directory(
     quantization_mode: QuantizationMode = "dynamic",
     calibration_texts: Sequence[str] | None = None,
     static: StaticQuantization | None = None,
+    embedding_output: bool = False,
 ) -> dict:
     """Export ``model`` to a fairgate model directory at ``output`` (created, must be empty).
 
@@ -306,7 +311,9 @@ def export_model_directory(
     attention, LayerNorm, GELU fusions for CPU); :func:`write_int8_variant` writes the int8
     variant: ``quantization_mode="static"`` calibrates on ``calibration_texts`` (the
     training texts, normalised) with ``static``'s settings, ``"dynamic"`` uses optimum's
-    dynamic config of this CPU. Returns a description of the export for the
+    dynamic config of this CPU. ``embedding_output`` adds the pooled embedding the head
+    reads as a second graph output (:mod:`fairgate.models.embedding_output`), for the
+    domain-shift monitor; the manifest names it. Returns a description of the export for the
     store metadata (quantisation target and config, optimisation level, file sizes).
     """
     from optimum.exporters.onnx import main_export
@@ -330,6 +337,11 @@ def export_model_directory(
             library_name="transformers",
             local_files_only=True,
         )
+        embedding_source = None
+        if embedding_output:
+            from fairgate.models.embedding_output import add_embedding_output
+
+            embedding_source = add_embedding_output(onnx_dir / "model.onnx")
         optimizer = ORTOptimizer.from_pretrained(onnx_dir)
         optimization = OptimizationConfig(optimization_level=optimization_level, optimize_for_gpu=False)
         optimizer.optimize(optimization_config=optimization, save_dir=opt_dir, file_suffix=None)
@@ -356,8 +368,12 @@ def export_model_directory(
         max_length=max_length,
         input_names=input_names,
         normalization=normalization,
+        embedding_output=EMBEDDING_OUTPUT if embedding_output else None,
     )
     return {
+        "embedding_output": (
+            {"name": EMBEDDING_OUTPUT, "source": embedding_source} if embedding_source is not None else None
+        ),
         "quantization_target": target,
         "quantization": quantization_record,
         "optimization_level": optimization_level,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from fairgate.guardrails.normalize import TextNormalization
     from fairgate.models.card import CardSection
+    from fairgate.models.domain_stats import DomainData
     from fairgate.models.export import ParityReport, QuantizationMode
 
 __all__ = [
@@ -80,7 +81,9 @@ class TrainedModel:
     ``normalization`` is what the training texts went through; it is recorded in the
     manifest so serving applies it, and ``parity_texts`` must already be normalised.
     ``calibration_texts`` (normalised training texts) calibrate static int8; empty: the
-    build can only quantise dynamically.
+    build can only quantise dynamically. ``domain`` (in-domain texts, raw) makes the export
+    add the pooled-embedding output and the reference statistics of the domain-shift
+    monitor; None: neither (the guard's builds).
     """
 
     model: PreTrainedModel
@@ -91,6 +94,7 @@ class TrainedModel:
     normalization: TextNormalization
     parity_texts: Sequence[str]
     calibration_texts: Sequence[str] = ()
+    domain: DomainData | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +161,11 @@ def export_and_store(
         export, parity = _export_with_parity(trained, target, model_dir)
         record["parity"] = parity.as_dict()
         record["export"] = export
+        if trained.domain is not None:
+            from fairgate.models.domain_stats import write_domain_statistics
+
+            logger.info("fitting the domain reference statistics")
+            record["domain"] = write_domain_statistics(model_dir, trained.domain)
         logger.info("evaluating the int8 model")
         int8 = OnnxTextModel.from_directory(model_dir, variant="int8", intra_op_threads=target.onnx_threads)
         record.update(assess(int8=int8, model_dir=model_dir))
@@ -195,6 +204,7 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
         quantization_mode=first,
         calibration_texts=list(trained.calibration_texts),
         static=target.static,
+        embedding_output=trained.domain is not None,
     )
 
     def parity(raise_on_failure: bool) -> ParityReport:

@@ -73,6 +73,10 @@ class _FaultyClassifier:
     def run(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise InjectedFault("injected classifier fault (FAIRGATE_FAULTS)")
 
+    def run_outputs(self, *args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        # The pipeline reads logits and embeddings in one run: it must fail the same way.
+        raise InjectedFault("injected classifier fault (FAIRGATE_FAULTS)")
+
 
 def apply_faults(
     faults: FaultSpec, *, scorer: ToxicityScorer, classifier: OnnxTextModel

@@ -79,7 +79,9 @@ class BatchGuard(Protocol):
         encoding: Encoding | None = None,
     ) -> list[Screen]: ...
 
-    def review(self, screens: Sequence[Screen], labels: Sequence[str | None]) -> list[Decision]: ...
+    def review(
+        self, screens: Sequence[Screen], labels: Sequence[str | None], *, embeddings: np.ndarray | None = None
+    ) -> list[Decision]: ...
 
     def status(self) -> GuardStatus: ...
 
@@ -214,16 +216,24 @@ class GuardedClassifier:
         passed = [i for i, screen in enumerate(screens) if not screen.blocked]
         labels: list[str | None] = [None] * len(texts)
         scores: list[dict[str, float]] = [{} for _ in texts]
+        embeddings: np.ndarray | None = None
         if passed:
             metrics.batch_size.labels(stage="classifier").observe(len(passed))
-            probabilities = self._predict(texts, passed, encoding)
+            probabilities, pooled = self._predict(texts, passed, encoding)
             names = self.classifier.labels
             for row, i in enumerate(passed):
                 p = probabilities[row]
                 labels[i] = names[int(np.argmax(p))]
                 scores[i] = {name: round(float(v), 6) for name, v in zip(names, p, strict=True)}
+            if pooled is not None:
+                # One row per item; NaN rows for items the screen blocked (not classified).
+                embeddings = np.full((len(texts), pooled.shape[1]), np.nan, dtype=np.float32)
+                embeddings[passed] = pooled
 
-        decisions = self.guard.review(screens, labels)
+        if embeddings is not None:
+            decisions = self.guard.review(screens, labels, embeddings=embeddings)
+        else:
+            decisions = self.guard.review(screens, labels)
         results: list[ClassifyResult] = []
         for decision, label, item_scores in zip(decisions, labels, scores, strict=True):
             blocked = decision.action == "block"
@@ -236,6 +246,7 @@ class GuardedClassifier:
                     reasons=list(decision.reasons),
                     toxicity={k: round(float(v), 6) for k, v in decision.toxicity.items()},
                     groups=list(decision.groups),
+                    domain_score=None if blocked else getattr(decision, "domain_score", None),
                 )
             )
         return results, screens
@@ -295,8 +306,14 @@ class GuardedClassifier:
         """One classifier run over ``texts`` (the occlusion rows)."""
         return self.classifier.probabilities(self.classifier.run(self.classifier.encode(list(texts))))
 
-    def _predict(self, texts: list[str], rows: list[int], encoding: Encoding | None) -> np.ndarray:
-        """Probabilities of the classifier for ``rows``: one tokenizer call, one session run."""
+    def _predict(
+        self, texts: list[str], rows: list[int], encoding: Encoding | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities of the classifier for ``rows``: one tokenizer call, one session run.
+
+        Also the pooled embeddings when the classifier's graph has them (``run_outputs``: the
+        same session run), for the guard's domain-shift monitor; else None.
+        """
         start = self._clock()
         try:
             if encoding is None:
@@ -305,14 +322,19 @@ class GuardedClassifier:
                 batch = encoding
             else:
                 batch = encoding.select(rows)
-            logits = self.classifier.run(batch)
+            run_outputs = getattr(self.classifier, "run_outputs", None)
+            embeddings: np.ndarray | None = None
+            if run_outputs is not None:
+                logits, embeddings = run_outputs(batch)
+            else:
+                logits = self.classifier.run(batch)
             probabilities = self.classifier.probabilities(logits)
         except Exception as error:
             logger.exception("classifier failed on a batch of %d items", len(rows))
             raise ModelFailure(f"the classifier failed on a batch of {len(rows)} items: {error}") from error
         finally:
             self.guard.metrics.inference_duration.labels(model="classifier").observe(self._clock() - start)
-        return probabilities
+        return probabilities, embeddings
 
     def status(self) -> GuardStatus:
         """The guard's status; it takes the guard's lock, so it never sees half a batch."""

@@ -181,6 +181,9 @@ def load_runtime(
             f"{classifier.tag} is a {classifier_model.task} model; FAIRGATE_CLASSIFIER_TAG must name "
             "a single-label classifier such as fairgate-classifier"
         )
+    domain, domain_off = classifier_model.domain_reference()
+    if domain_off is not None:  # the one line saying why the domain-shift monitor is off
+        logger.warning("domain-shift monitor off for %s: %s", classifier.tag, domain_off)
     guard_model = OnnxTextModel.from_directory(
         guard.path, variant=variant, intra_op_threads=threads, bucket_size=service.bucket_size
     )
@@ -193,7 +196,15 @@ def load_runtime(
     # A hung scorer becomes a monitor error that toxicity.on_error decides.
     scorer = with_deadline(scorer, timeout_s=settings.limits.scorer_timeout_s)
     store, clock = build_window_store(settings=service, policy_version=policy.version)
-    the_guard = Guard(policy=policy, scorer=scorer, registry=registry, clock=clock, store=store)
+    the_guard = Guard(
+        policy=policy,
+        scorer=scorer,
+        registry=registry,
+        clock=clock,
+        store=store,
+        domain=domain,
+        domain_unavailable=domain_off or "",
+    )
     pipeline = GuardedClassifier(
         classifier=classifier_model, guard=the_guard, guard_model=guard_model, explain_scorer=explain_scorer
     )

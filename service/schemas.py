@@ -65,6 +65,7 @@ _RESULT_EXAMPLE: JsonDict = {
         "identity_attack": 0.0,
     },
     "groups": ["female"],
+    "domain_score": 0.62,
 }
 _EXPLANATION_EXAMPLE: JsonDict = {
     "words_total": 7,
@@ -261,6 +262,12 @@ class ClassifyResult(BaseModel):
     reasons: list[Reason] = Field(description="why the item was flagged or blocked; empty when allowed")
     toxicity: dict[str, float] = Field(description="toxicity score of the input per category")
     groups: list[str] = Field(description="the groups the item was counted under")
+    domain_score: float | None = Field(
+        default=None,
+        description="distance from the classifier's training domain over the build-time quantile of "
+        "in-domain scores (above 1: out of domain); null when blocked or the domain monitor is off",
+        json_schema_extra={"nullable": True},
+    )
     explanation: ItemExplanation | None = Field(
         default=None,
         description='which words made the decision; only when the item asked ("explain": true)',

@@ -86,18 +86,11 @@ def check_serving(overrides: dict[str, Any], *, models: bool = True) -> Fairgate
         raise ServeCheckError(str(error)) from None
     policy_path = settings.service.policy if settings.service.policy is not None else default_policy_path()
     try:
-        policy = load_policy(policy_path)
+        load_policy(policy_path)  # validated here, so a bad file stops the start with its problems
     except PolicyError as error:
         raise ServeCheckError(
             f"{error}\n(FAIRGATE_POLICY={str(policy_path)!r}; `fairgate policy check FILE` lists every problem)"
         ) from None
-    if policy.rates.method == "sequential" and settings.service.redis_url is not None:
-        # The e-detectors live in each worker (guardrails/rates.py check_method_store).
-        raise ServeCheckError(
-            f"{policy_path}: rates.method: sequential keeps its e-detectors in each worker and cannot use the "
-            "fleet-wide window store (FAIRGATE_REDIS_URL is set); set rates.method: window to keep Redis, or "
-            "unset FAIRGATE_REDIS_URL to run sequential monitors per worker"
-        )
     if models:
         _check_models(settings.service.classifier_tag, settings.service.guard_tag)
     return settings

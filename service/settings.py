@@ -370,6 +370,10 @@ def _explain(error: ValidationError, sections: Mapping[str, type[_Section]]) -> 
 def environment_with(variables: Mapping[str, str]) -> dict[str, str]:
     """This process's environment plus ``variables``: what ``fairgate serve`` hands to ``bentoml serve``.
 
-    Here because this module is the one place that reads the environment.
+    Here because this module is the one place that reads the environment. numpy's OpenBLAS
+    gets one thread per worker unless the environment says otherwise: the domain monitor's
+    matrix product per batch is small, and OpenBLAS threads spin-wait like ONNX Runtime's
+    (measured on the loaded 2-core host: 48 ms per 32-row product with its default threads,
+    under 1 ms with one; docs/guardrails.md, "The domain-shift monitor").
     """
-    return {**os.environ, **variables}
+    return {"OPENBLAS_NUM_THREADS": "1", **os.environ, **variables}

@@ -545,6 +545,63 @@ def build_dashboard() -> Any:
                 unit="short",
             ).span(8)
         )
+        # ---- the domain-shift monitor -------------------------------------------------
+        .with_row(Row("Domain shift: is the traffic still the classifier's training domain?"))
+        .with_panel(
+            _timeseries(
+                "Out-of-domain share",
+                "Share of classified items scoring above the build-time quantile (policy "
+                "domain.quantile, 0.99 by default) of the classifier's in-domain validation "
+                "scores: fleet-wide over the last hour (fairgate:domain_out_of_domain:ratio_rate1h), "
+                "and each instance's window at its last check (fairgate_domain_out_of_domain_share) "
+                "with the share it is tested against (fairgate_domain_expected_share). In-domain "
+                "traffic stays near 1 - quantile.",
+                [
+                    ("fairgate:domain_out_of_domain:ratio_rate1h", "fleet (1h)"),
+                    (
+                        "max by (instance) (fairgate_domain_out_of_domain_share{" + INSTANCE + "})",
+                        "window {{instance}}",
+                    ),
+                    ("max(fairgate_domain_expected_share{" + INSTANCE + "})", "expected (bound)"),
+                ],
+                unit="percentunit",
+                maximum=1,
+            ).span(8)
+        )
+        .with_panel(
+            _timeseries(
+                "Domain score quantiles",
+                "Per classified item, the Mahalanobis distance of its pooled embedding from the "
+                "nearest training class mean, over the build-time quantile (fairgate_domain_score): "
+                "above 1 is out of domain. Median and p99 over every instance.",
+                [
+                    (
+                        "histogram_quantile(0.5, sum by (le) (rate(fairgate_domain_score_bucket{"
+                        + INSTANCE
+                        + "}[$__rate_interval])))",
+                        "p50",
+                    ),
+                    (
+                        "histogram_quantile(0.99, sum by (le) (rate(fairgate_domain_score_bucket{"
+                        + INSTANCE
+                        + "}[$__rate_interval])))",
+                        "p99",
+                    ),
+                    ("vector(1)", "out-of-domain line"),
+                ],
+                unit="short",
+            ).span(8)
+        )
+        .with_panel(
+            _state_timeline(
+                "Domain-shift alert",
+                "The domain monitor's alert (fairgate_domain_alert_active: 1 while the window's "
+                "share clears the expected share at the policy's confidence, with hysteresis), "
+                "any instance. FairgateDomainShift fires after 15 minutes of it.",
+                "max(fairgate_domain_alert_active{" + INSTANCE + "})",
+                "domain alert",
+            ).span(8)
+        )
         # ---- the edge: what was refused before any decision ----------------------------
         .with_row(Row("Edge: shedding, queue and keys"))
         .with_panel(

@@ -14,8 +14,12 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fairgate.guardrails.policy import TOXICITY_CATEGORIES
+
+if TYPE_CHECKING:
+    from fairgate.models.domain_stats import DomainData
 
 __all__ = [
     "GUARD_LABELS",
@@ -25,6 +29,8 @@ __all__ = [
     "make_tiny_model_dir",
     "save_tiny_model_to_store",
     "save_tiny_store",
+    "tiny_domain_data",
+    "tiny_sentences",
 ]
 
 # The tiny guard's outputs are the served guard's: Detoxify's categories, in their order.
@@ -82,11 +88,15 @@ def make_tiny_model_dir(
     labels: Sequence[str] = ("negative", "positive"),
     seed: int = 0,
     max_length: int = 64,
+    domain: bool = False,
 ) -> Path:
     """A complete fairgate model directory built by the real export code, from random weights.
 
     Writes ``model.onnx``, ``model.int8.onnx``, tokenizer files, ``fairgate.json`` and
     ``MODEL_CARD.md`` into ``path`` and checks parity against the PyTorch model.
+    ``domain``: also the pooled-embedding output and domain reference statistics
+    (fitted on seeded sentences of :data:`TINY_WORDS`, random labels), as a classifier
+    build writes them; without it the directory is one built before they existed.
     """
     import torch
 
@@ -102,8 +112,12 @@ def make_tiny_model_dir(
     model = load_sequence_classifier(encoder, labels=list(labels), task=task)
     model.eval()
     export = export_model_directory(
-        model, tokenizer, path, task=task, labels=list(labels), max_length=max_length
+        model, tokenizer, path, task=task, labels=list(labels), max_length=max_length, embedding_output=domain
     )
+    if domain:
+        from fairgate.models.domain_stats import write_domain_statistics
+
+        write_domain_statistics(path, tiny_domain_data(len(labels), seed=seed))
     texts = [
         "the product is good",
         "terrible service never again",
@@ -138,12 +152,36 @@ def make_tiny_model_dir(
     return path
 
 
+def tiny_sentences(n: int, *, seed: int = 0, words: Sequence[str] = TINY_WORDS) -> list[str]:
+    """``n`` seeded sentences of 3-10 words drawn from ``words``."""
+    import random
+
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 10))) for _ in range(n)]
+
+
+def tiny_domain_data(n_labels: int, *, seed: int = 0, n_train: int = 200, n_validation: int = 100) -> DomainData:
+    """In-domain data for a tiny model's domain statistics: seeded sentences, random labels."""
+    import random
+
+    from fairgate.models.domain_stats import DomainData
+
+    rng = random.Random(seed + 1)
+    return DomainData(
+        train_texts=tiny_sentences(n_train, seed=seed),
+        train_targets=[rng.randrange(n_labels) for _ in range(n_train)],
+        validation_texts=tiny_sentences(n_validation, seed=seed + 100),
+        seed=seed,
+    )
+
+
 def save_tiny_model_to_store(
     name: str,
     *,
     task: str = "single_label_classification",
     labels: Sequence[str] = ("negative", "positive"),
     seed: int = 0,
+    domain: bool = False,
 ) -> str:
     """Build a tiny model directory and save it to the BentoML store; returns the tag."""
     import tempfile
@@ -151,7 +189,7 @@ def save_tiny_model_to_store(
     from fairgate.models.store import save_model_directory
 
     with tempfile.TemporaryDirectory(prefix="fairgate-tiny-") as scratch:
-        directory = make_tiny_model_dir(Path(scratch) / "model", task=task, labels=labels, seed=seed)
+        directory = make_tiny_model_dir(Path(scratch) / "model", task=task, labels=labels, seed=seed, domain=domain)
         return save_model_directory(
             name,
             directory,
@@ -181,7 +219,8 @@ def save_tiny_store() -> TinyStore:
     """
     import bentoml
 
-    classifier_tag = save_tiny_model_to_store("fairgate-classifier", seed=3)
+    # The classifier has the embedding output and domain statistics, as a current build.
+    classifier_tag = save_tiny_model_to_store("fairgate-classifier", seed=3, domain=True)
     guard_tag = save_tiny_model_to_store(
         "fairgate-toxicity", task="multi_label_classification", labels=GUARD_LABELS, seed=4
     )

@@ -107,6 +107,8 @@ def _build_policy(path: Path, flag: float, block: float) -> dict[str, Any]:
         # Probe every item that names a group, so the counterfactual series grow during the
         # load (rate() over a series that never increased is 0/0 in the mean-gap panel).
         "counterfactual": {"sample": 1.0},
+        # A short domain window, so the monitor checks (and sets its share gauge) during the load.
+        "domain": {"window": {"size": 50}, "min_samples": 20},
     }
     path.write_text(yaml.safe_dump(policy), encoding="utf-8")
     return policy

@@ -59,6 +59,13 @@ def test_build_stores_model_and_evaluate_reports(
     quantization = get_stored_model("cli-test-clf").metadata["export"]["quantization"]
     assert quantization["mode"] in {"static", "dynamic"}  # auto: static when it passes parity
     assert quantization["chosen_because"].startswith("auto: ")
+    # The domain-shift monitor's parts: the embedding output and the reference statistics.
+    stored = get_stored_model("cli-test-clf").metadata
+    assert stored["export"]["embedding_output"]["name"] == "embedding"
+    assert stored["domain"]["format"] == "fairgate-domain/1" and stored["domain"]["n_train"] > 0
+    manifest = json.loads((tmp_path / "copy" / "fairgate.json").read_text())
+    assert manifest["embedding_output"] == "embedding" and manifest["domain"]["file"] == "domain.npz"
+    assert (tmp_path / "copy" / "domain.npz").is_file()
 
     assert main(["models", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)

@@ -99,6 +99,8 @@ def test_benign_text_is_allowed_with_a_label(one_worker: BentoServer, test_polic
     assert sum(result.scores.values()) == pytest.approx(1.0, abs=1e-4)
     assert result.toxicity["toxicity"] < test_policy.threshold
     assert result.groups == ["male"]
+    # The tiny classifier has the embedding output and domain statistics: every classified item is scored.
+    assert result.domain_score is not None and result.domain_score >= 0
 
 
 def test_toxic_text_is_blocked_with_the_reason(one_worker: BentoServer, test_policy: SplitPolicy) -> None:
@@ -242,6 +244,8 @@ def test_status_names_policy_models_and_worker(
     assert status.worker.pid > 0 and status.worker.index == 1 and status.worker.workers == 1
     assert status.window_scope == "worker"
     assert status.shared_tokenization is True  # both tiny models come from one tokenizer
+    assert status.guardrails is not None and status.guardrails.domain is not None
+    assert status.guardrails.domain.enabled and status.guardrails.domain.quantile == 0.99
 
 
 def test_metrics_carry_every_fairgate_metric_and_move(one_worker: BentoServer, test_policy: SplitPolicy) -> None:

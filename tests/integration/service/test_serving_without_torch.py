@@ -46,7 +46,8 @@ SCRIPT = BLOCKER + textwrap.dedent(
         [ClassifyRequest(text=os.environ["TOXIC"]), ClassifyRequest(text=os.environ["BENIGN"], group="female")]
     )
     heavy = sorted(m for m in ("torch", "transformers", "optimum") if m in sys.modules)
-    print(json.dumps({"actions": [r.action for r in results], "heavy": heavy}))
+    scored = [r.domain_score is not None for r in results]
+    print(json.dumps({"actions": [r.action for r in results], "heavy": heavy, "domain_scored": scored}))
     """
 )
 
@@ -68,4 +69,5 @@ def test_service_imports_and_serves_without_torch(tiny_store: TinyStore, test_po
 
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report == {"actions": ["block", "allow"], "heavy": []}
+    # The domain monitor runs without torch too: the allowed item is scored, the blocked one is not.
+    assert report == {"actions": ["block", "allow"], "heavy": [], "domain_scored": [False, True]}

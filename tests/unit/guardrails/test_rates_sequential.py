@@ -1,6 +1,7 @@
 """`rates.method: sequential`: the e-detector against a direct computation, its false-alarm
 guarantee in simulation, detection from the start and after a late change, policy errors,
-the refusal on a fleet-wide store, and the evidence in status and metrics."""
+a fleet-wide store taking the method, and the evidence in status and metrics (the Redis
+detector against this one: test_rates_sequential_redis.py)."""
 
 from __future__ import annotations
 
@@ -187,24 +188,25 @@ class FleetStore(LocalMonitorStore):
         return "fleet"
 
 
-def test_sequential_is_refused_on_a_fleet_store() -> None:
-    with pytest.raises(PolicyError, match="unset FAIRGATE_REDIS_URL to run sequential monitors per worker"):
-        Guard(policy=sequential_policy(), scorer=KeywordScorer(), registry=CollectorRegistry(), store=FleetStore())
+def test_sequential_runs_on_a_fleet_store() -> None:
+    """The refusal is gone: the store keeps the detectors (one per pair for the fleet with
+    Redis), so a fleet-wide store takes a sequential policy at start and at reload."""
+    guard = Guard(policy=sequential_policy(), scorer=KeywordScorer(), registry=CollectorRegistry(), store=FleetStore())
+    assert guard.monitors[0].sequential is not None and guard.window_scope == "fleet"
     guard = Guard(policy=Policy.default(), scorer=KeywordScorer(), registry=CollectorRegistry(), store=FleetStore())
-    with pytest.raises(PolicyError, match="set rates.method: window to keep Redis"):
-        guard.apply_policy(sequential_policy().model_copy(update={"version": "2"}))
-    assert guard.policy.rates.method == "window"  # the old policy keeps serving
+    guard.apply_policy(sequential_policy().model_copy(update={"version": "2"}))
+    assert guard.policy.rates.method == "sequential"
 
 
-def test_serve_check_refuses_sequential_with_redis(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fairgate.service.serve_cli import ServeCheckError, check_serving
+def test_serve_check_takes_sequential_with_redis(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fairgate.service.serve_cli import check_serving
 
     policy = tmp_path / "p.yaml"
     policy.write_text("rates: {method: sequential}\n")
     monkeypatch.setenv("FAIRGATE_POLICY", str(policy))
     monkeypatch.setenv("FAIRGATE_REDIS_URL", "redis://localhost:6379/0")
-    with pytest.raises(ServeCheckError, match="rates.method: sequential .*FAIRGATE_REDIS_URL is set"):
-        check_serving({}, models=False)
+    settings = check_serving({}, models=False)
+    assert settings.service.redis_url is not None
 
 
 # -- evidence in status and metrics -------------------------------------------------------
