@@ -76,7 +76,7 @@ class GuardBuildConfig(BaseModel):
     counterfactual_variants: int = Field(1, ge=0)
     # Copies of each toxic training text that names one group, about groups of other axes
     # (models/guard/_augment.py): every group is protected alike, also one alone on its axis.
-    cross_group_variants: int = Field(2, ge=0)
+    cross_group_variants: int = Field(4, ge=0)
     counterfactual_weight: float = Field(2.0, ge=0)
     counterfactual_space: Literal["probability", "logit"] = "probability"
     noise_fraction: float = Field(0.25, ge=0, le=1)

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
                       help="input normalisation, recorded in the manifest (auto: social for trained guards)")
     fair.add_argument("--counterfactual-variants", type=int, default=1,
                       help="identity-swapped copies per training text that names a group (0: off)")
-    fair.add_argument("--cross-group-variants", type=int, default=2,
+    fair.add_argument("--cross-group-variants", type=int, default=4,
                       help="copies of each toxic training text that names one group, about groups "
                       "of other axes (0: off)")
     fair.add_argument("--counterfactual-weight", type=float, default=2.0,

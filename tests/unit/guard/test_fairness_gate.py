@@ -118,4 +118,4 @@ def test_gate_refuses_to_pass_what_it_cannot_measure():
 
 
 def test_thresholds_default_to_the_policy_toxicity_category():
-    assert policy_toxicity_thresholds() == (0.5, 0.837)
+    assert policy_toxicity_thresholds() == (0.5, 0.849)
