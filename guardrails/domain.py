@@ -147,17 +147,29 @@ class DomainReference:
                     raise DomainStatsError(
                         f"{path} has no validation scores for the {variant} variant; rebuild the model"
                     )
-                return cls(
-                    means=np.asarray(data["means"], dtype=np.float64),
-                    whitening=np.asarray(data["whitening"], dtype=np.float64),
-                    validation_scores=np.sort(np.asarray(data[key], dtype=np.float64)),
-                    classes=tuple(str(c) for c in entry.get("classes", ())),
-                    variant=variant,
-                )
-        except (OSError, KeyError, ValueError) as error:
-            if isinstance(error, DomainStatsError):
-                raise
-            raise DomainStatsError(f"cannot read {path} ({error}); rebuild the model") from error
+                means = np.asarray(data["means"], dtype=np.float64)
+                whitening = np.asarray(data["whitening"], dtype=np.float64)
+                validation = np.asarray(data[key], dtype=np.float64)
+        except DomainStatsError:
+            raise
+        except Exception as error:  # a truncated or empty file raises BadZipFile, EOFError, ...
+            raise DomainStatsError(
+                f"cannot read {path} ({type(error).__name__}: {error}); rebuild the model"
+            ) from error
+        if means.ndim != 2 or whitening.ndim != 2 or whitening.shape[0] != means.shape[1] or validation.ndim != 1:
+            raise DomainStatsError(
+                f"{path} has arrays of the wrong shape (means {means.shape}, whitening {whitening.shape}, "
+                f"validation {validation.shape}); rebuild the model"
+            )
+        if validation.size == 0 or not np.all(np.isfinite(validation)):
+            raise DomainStatsError(f"{path} has no finite validation scores for {variant}; rebuild the model")
+        return cls(
+            means=means,
+            whitening=whitening,
+            validation_scores=np.sort(validation),
+            classes=tuple(str(c) for c in entry.get("classes", ())),
+            variant=variant,
+        )
 
     def with_validation(self, scores: np.ndarray, *, variant: str) -> DomainReference:
         """This reference calibrated on ``scores`` (one variant's validation scores)."""

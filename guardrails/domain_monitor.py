@@ -6,15 +6,19 @@ out of domain. A window (policy ``domain.window``) keeps whether each item was; 
 runs ``checks_per_window`` times per window length, like the rate monitors' schedule.
 
 The test is the rate monitors' (:mod:`fairgate.guardrails._stats`): the share ``p`` of
-out-of-domain items is compared with ``p0``, the Wilson upper limit (at ``confidence``) of
-the share among the ``n`` validation items. ``p0`` rather than ``1 - quantile`` because
+out-of-domain items is compared with ``p0``, the exact (Clopper-Pearson) upper limit at
+``confidence`` of the share among the ``n`` validation items. ``p0`` rather than ``1 - quantile`` because
 the threshold is itself estimated from ``n`` items: with 500 of them, the true
 exceedance of the empirical 0.99 quantile (the 495th of 500) is Beta(6, 495)
 distributed, mean 0.012 and standard deviation 0.005, and testing against 0.01 would
-alarm on in-domain traffic whenever it came out high. An alert is raised when the window's Wilson lower limit
+alarm on in-domain traffic whenever it came out high. ``p0`` is that Beta's ``confidence``
+quantile, so the build's true exceedance is at most ``p0`` with probability ``confidence``
+over its validation sample (a Wilson limit there under-covered: 5-7% of simulated builds
+had a true exceedance above it). An alert is raised when the window's Wilson lower limit
 at ``alpha / checks_per_window`` (``alpha = 1 - confidence``, Bonferroni over the checks of
 one window length) is above ``p0``: while in-domain traffic has ``p <= p0``, the chance of
-a false alarm in any stretch of one window length is at most ``alpha``. It is cleared when
+a false alarm in any stretch of one window length is at most ``alpha`` (for the builds,
+a share ``confidence`` of them, whose validation sample did not under-estimate ``p0``). It is cleared when
 the window's share itself falls back to ``p0`` or below; the gap between a lower limit
 (raise) and the point estimate (clear) is the hysteresis.
 
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fairgate.guardrails._stats import wilson, z_one_sided
+from fairgate.guardrails.calibration import clopper_pearson_upper
 from fairgate.guardrails.decision import DomainStatus, Reason
 from fairgate.guardrails.domain import DomainReference, Threshold
 from fairgate.guardrails.metrics import GuardMetrics
@@ -98,7 +103,7 @@ class DomainMonitor:
                 f"the domain threshold at quantile {policy.quantile} is {self.threshold.value}; "
                 "the model's validation scores are degenerate, rebuild its domain statistics"
             )
-        _, self.expected = wilson(self.threshold.exceed, self.threshold.n, z_one_sided(1.0 - policy.confidence))
+        self.expected = clopper_pearson_upper(self.threshold.exceed, n=self.threshold.n, confidence=policy.confidence)
         self._z = z_one_sided((1.0 - policy.confidence) / policy.checks_per_window)
         self._spec = WindowSpec(size=policy.window.size, seconds=policy.window.seconds)
         size, seconds = policy.window.size, policy.window.seconds

@@ -185,7 +185,7 @@ class Guard:
             return DomainMonitor(
                 reference=self._domain_reference, policy=policy.domain, metrics=self.metrics, clock=self._clock
             )
-        except ValueError as error:  # degenerate statistics: serve without the monitor, say why
+        except Exception as error:  # degenerate statistics: serve without the monitor, say why
             logger.error("domain-shift monitor off: %s", error)
             self._domain_unavailable = str(error)
             return None

@@ -221,4 +221,11 @@ def as_monitor_store(store: WindowStore | MonitorStore) -> MonitorStore:
     """``store`` itself when it keeps schedule and boards, else a :class:`LocalMonitorStore` over it."""
     if isinstance(store, MonitorStore):
         return store
+    wanted = ("scope", "record", "snapshot", "publish", "reset_evidence")
+    missing = [name for name in wanted if not hasattr(store, name)]
+    if len(missing) < len(wanted):  # a monitor store written to an older protocol: say so, never downgrade it
+        raise TypeError(
+            f"{type(store).__name__} implements part of MonitorStore but lacks {missing}; add them "
+            "(guardrails/store.py) or pass a plain WindowStore to keep schedule and boards in process"
+        )
     return LocalMonitorStore(windows=store)

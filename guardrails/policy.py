@@ -20,6 +20,8 @@ from fairgate.guardrails.contracts import TOXICITY_CATEGORIES as TOXICITY_CATEGO
 from fairgate.guardrails.contracts import Action as Action
 
 RESERVED_GROUPS: tuple[str, ...] = ("other", "none")
+# The built-in monitors' names in metrics and reasons; a rate monitor may not take one.
+RESERVED_MONITORS: tuple[str, ...] = ("toxicity", "counterfactual", "domain")
 GUARD_OUTCOMES: tuple[str, ...] = ("flag", "block")
 
 
@@ -156,6 +158,11 @@ class RateMonitorPolicy(_Strict):
     def _name(cls, value: str) -> str:
         if not value or not value.replace("_", "").isalnum() or value.lower() != value:
             raise ValueError(f"{value!r} is not a valid monitor name; use lowercase letters, digits and '_'")
+        if value in RESERVED_MONITORS:
+            raise ValueError(
+                f"monitor name {value!r} is reserved for the built-in {value} monitor (its metrics and "
+                "reasons share the name); choose another"
+            )
         return value
 
     @model_validator(mode="after")
@@ -302,6 +309,16 @@ class DomainPolicy(_Strict):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     checks_per_window: int = Field(default=10, ge=1)
     action: Literal["none", "flag"] = "none"
+
+    @model_validator(mode="after")
+    def _testable(self) -> DomainPolicy:
+        size = self.window.size
+        if size is not None and self.min_samples > size:
+            raise ValueError(
+                f"domain.min_samples {self.min_samples} exceeds domain.window.size {size}, so the "
+                "monitor would never test; lower min_samples or widen the window"
+            )
+        return self
 
 
 class Policy(_Strict):

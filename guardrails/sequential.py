@@ -95,6 +95,8 @@ __all__ = [
 # (median 2,365 against 2,986 requests); the largest bets lose more in early noise than
 # they win later.
 BET_FRACTIONS: tuple[float, ...] = (0.5, 0.25, 0.125, 0.0625)
+# Bump when the stored state's layout changes (what the Redis script packs per pair).
+STATE_LAYOUT_VERSION = 1
 # No bet goes beyond this fraction of the largest safe bet, so no unit can take more than
 # 95% of the wealth.
 MAX_FRACTION = 0.95
@@ -138,8 +140,12 @@ class SequentialSetup:
 
     @property
     def tag(self) -> str:
-        """A digest of the groups, the spec and the bet grid (which fixes the state's layout)."""
-        layout = [list(self.groups), asdict(self.spec), list(BET_FRACTIONS), MAX_FRACTION]
+        """A digest of the groups, the spec, the bet grid and the state's layout version.
+
+        Keys carry it, so a change to any of them starts fresh state instead of reading
+        blobs written under another layout (which the Redis script could not unpack).
+        """
+        layout = [STATE_LAYOUT_VERSION, list(self.groups), asdict(self.spec), list(BET_FRACTIONS), MAX_FRACTION]
         text = json.dumps(layout, sort_keys=True, separators=(",", ":"))
         return "s" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
 

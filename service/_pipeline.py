@@ -163,6 +163,7 @@ class GuardedClassifier:
         self.explain_top_k = explain_top_k
         self._clock = clock
         self._new_id = new_id
+        self._embedding_shape_warned = False
         self._probe_classifier = ProbeClassifier(
             labels=tuple(classifier.labels), predict=self._classifier_probabilities
         )
@@ -334,6 +335,17 @@ class GuardedClassifier:
             raise ModelFailure(f"the classifier failed on a batch of {len(rows)} items: {error}") from error
         finally:
             self.guard.metrics.inference_duration.labels(model="classifier").observe(self._clock() - start)
+        if embeddings is not None and (embeddings.ndim != 2 or embeddings.shape[0] != len(rows)):
+            # A broken graph's embedding output: serve without the domain monitor, never fail.
+            if not self._embedding_shape_warned:
+                logger.error(
+                    "the classifier's embedding output has shape %s for %d items (want [items, dims]); "
+                    "the domain-shift monitor gets no embeddings: rebuild the classifier",
+                    embeddings.shape,
+                    len(rows),
+                )
+                self._embedding_shape_warned = True
+            embeddings = None
         return probabilities, embeddings
 
     def status(self) -> GuardStatus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from fairgate.guardrails.domain import DomainReference, fit_domain_reference
 from fairgate.guardrails.domain_monitor import DomainMonitor
 from fairgate.guardrails.metrics import GuardMetrics
 from fairgate.guardrails.policy import DomainPolicy
+from fairgate.guardrails.store import InMemoryWindowStore
 from tests.unit.guardrails.conftest import FakeClock
 
 D, K = 16, 2
@@ -93,6 +95,12 @@ def test_expected_share_is_the_validation_shares_upper_limit(world: tuple[Domain
     threshold = reference.threshold(0.99)
     assert threshold.exceed / threshold.n <= 0.01 < monitor.expected < 0.02
     assert monitor.threshold == threshold
+    # the exact upper limit: P(Binom(n, p0) <= exceed) = 1 - confidence
+    cdf = sum(
+        math.comb(threshold.n, k) * monitor.expected**k * (1 - monitor.expected) ** (threshold.n - k)
+        for k in range(threshold.exceed + 1)
+    )
+    assert cdf == pytest.approx(0.05, rel=1e-6)
 
 
 def test_scores_are_relative_to_the_threshold_and_skip_unclassified_rows(
@@ -176,6 +184,12 @@ def test_domain_policy_is_strict_and_names_the_fix() -> None:
         Policy.from_mapping({"domain": {"quantiles": 0.9}})
     default = Policy.default().domain
     assert (default.enabled, default.quantile, default.action) == (True, 0.99, "none")
+    with pytest.raises(PolicyError, match=r"min_samples 500 exceeds domain.window.size 100.*never test"):
+        Policy.from_mapping({"domain": {"window": {"size": 100}, "min_samples": 500}})
+    for reserved in ("domain", "toxicity", "counterfactual"):
+        monitor = {"name": reserved, "outcome": "negative"}
+        with pytest.raises(PolicyError, match=rf"monitor name '{reserved}' is reserved"):
+            Policy.from_mapping({"rates": {"monitors": [monitor]}})
 
 
 def test_degenerate_statistics_turn_the_monitor_off_with_the_fix(world: tuple[DomainReference, np.ndarray]) -> None:
@@ -186,3 +200,21 @@ def test_degenerate_statistics_turn_the_monitor_off_with_the_fix(world: tuple[Do
     status = guard.status().domain
     assert status is not None and not status.enabled
     assert status.reason is not None and "rebuild its domain statistics" in status.reason
+
+
+def test_a_store_written_to_an_older_monitor_protocol_is_refused_not_downgraded() -> None:
+    """Wrapping it as a plain window store would silently bypass its own boards and scope."""
+    from fairgate.guardrails.local_store import as_monitor_store
+
+    class OldProtocolStore(InMemoryWindowStore):
+        scope = "fleet"
+
+        def record(self, batches: Any, *, now: float) -> Any: ...
+
+        def snapshot(self, queries: Any, *, now: float) -> Any: ...
+
+        def publish(self, updates: Any) -> Any: ...
+
+    with pytest.raises(TypeError, match=r"lacks \['reset_evidence'\]"):
+        as_monitor_store(OldProtocolStore())
+    assert as_monitor_store(InMemoryWindowStore()).scope == "worker"

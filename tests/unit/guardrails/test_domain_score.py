@@ -94,3 +94,20 @@ def test_wrong_embedding_width_names_the_expected_shape() -> None:
     reference, _ = fit_domain_reference(x, y, classes=["a", "b", "c"])
     with pytest.raises(DomainStatsError, match=r"expected \(n, 8\)"):
         reference.score(np.zeros((2, 5)))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "two_dimensional_validation"])
+def test_damaged_statistics_are_a_domain_stats_error_not_a_crash(tmp_path: Path, damage: str) -> None:
+    """Serving turns the monitor off on DomainStatsError; any other exception would stop the start."""
+    x, y = _data()
+    reference, _ = fit_domain_reference(x, y, classes=["a", "b", "c"])
+    path = tmp_path / "domain.npz"
+    validation = np.ones((2, 3)) if damage == "two_dimensional_validation" else np.array([1.0, 2.0])
+    np.savez(path, means=reference.means, whitening=reference.whitening, validation_fp32=validation)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    entry = {"format": DOMAIN_FORMAT, "file": "domain.npz", "classes": ["a", "b", "c"]}
+    with pytest.raises(DomainStatsError, match="rebuild the model"):
+        DomainReference.load(path, entry=entry, variant="fp32")
