@@ -13,6 +13,9 @@ REDIS ?=
 # `make bench COMPARE_GUARD=A,B` (and/or COMPARE_CLASSIFIER=A,B) runs both model variants side by side first.
 COMPARE_GUARD ?=
 COMPARE_CLASSIFIER ?=
+# `make bench COMPARE_PROBE=0.05` serves the policy with the counterfactual probe at that sample
+# and with it off, alternating saturation rounds in one run (docs/benchmark.md).
+COMPARE_PROBE ?=
 
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
@@ -53,7 +56,8 @@ test-fast: $(STAMP)
 
 bench: models
 	$(BIN)/python -m loadtests.bench $(if $(filter 1 yes true,$(REDIS)),--redis,$(if $(REDIS),--redis $(REDIS),)) \
-		$(if $(COMPARE_GUARD),--compare-guard-tag $(COMPARE_GUARD),) $(if $(COMPARE_CLASSIFIER),--compare-classifier-tag $(COMPARE_CLASSIFIER),)
+		$(if $(COMPARE_GUARD),--compare-guard-tag $(COMPARE_GUARD),) $(if $(COMPARE_CLASSIFIER),--compare-classifier-tag $(COMPARE_CLASSIFIER),) \
+		$(if $(COMPARE_PROBE),--compare-probe $(COMPARE_PROBE),)
 
 # The bento installs the project from its wheel (bentofile.yaml): build it first, offline.
 wheel: $(STAMP)
