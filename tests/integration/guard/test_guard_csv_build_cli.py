@@ -146,7 +146,8 @@ def test_fairness_gate_refuses_a_guard_that_learned_a_group_word(tmp_path: Path,
     code = main([
         "build", "guard", "--source", f"csv:{data}", "--base", str(tiny_base),
         "--name", "guard-biased", "--epochs", "8", "--batch-size", "16", "--learning-rate", "5e-3",
-        "--counterfactual-variants", "0", "--counterfactual-weight", "0", "--noise-fraction", "0",
+        "--counterfactual-variants", "0", "--cross-group-variants", "0", "--counterfactual-weight", "0",
+        "--noise-fraction", "0",
         "--train-embeddings", "--no-progress",
     ])
     err = capsys.readouterr().err
