@@ -117,6 +117,8 @@ class DomainMonitor:
         self.last: DomainCheck | None = None
         metrics.domain_alert.set(0)
         metrics.domain_expected.set(self.expected)
+        # The series exists from the start (NaN: nothing checked yet), so traffic never adds one.
+        metrics.domain_share.set(math.nan)
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Relative scores ``[n]`` (distance over the threshold); NaN for rows that are not finite."""
