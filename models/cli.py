@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction, build_subparsers: argparse.
     """Add ``build classifier``, ``evaluate`` and ``models`` to the fairgate parser."""
     _register_build(build_subparsers)
     _register_evaluate(subparsers)
+    from fairgate.models.learning_curve_cli import register_report
+
+    register_report(subparsers)
     models = subparsers.add_parser("models", help="list the fairgate models in the BentoML store")
     models.add_argument("--json", action="store_true", help="print one JSON array")
     models.set_defaults(handler=_handle_models)
@@ -55,20 +58,41 @@ def _register_build(build_subparsers: argparse._SubParsersAction) -> None:
         help="identity set for the per-group report: bundled | PATH | none (default: bundled)",
     )
     src.add_argument("--max-samples", type=int, default=None, help="seeded sample of the data")
-    tr = p.add_argument_group("fine-tuning")
-    tr.add_argument("--epochs", type=int, default=3)
-    tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--learning-rate", type=float, default=1e-4)
-    tr.add_argument("--layer-decay", type=float, default=0.9, help="layer-wise LR decay (1 = none)")
-    tr.add_argument("--weight-decay", type=float, default=0.01)
-    tr.add_argument("--warmup-ratio", type=float, default=0.1)
-    tr.add_argument("--max-length", type=int, default=128)
-    tr.add_argument("--freeze-embeddings", action="store_true")
-    tr.add_argument("--freeze-layers", type=int, default=0, help="freeze the first N encoder layers")
-    tr.add_argument("--class-weights", choices=["balanced", "none"], default="balanced")
-    tr.add_argument("--patience", type=int, default=2, help="early stopping patience (evaluations; 0 = off)")
-    tr.add_argument("--evaluations-per-epoch", type=int, default=1)
-    tr.add_argument("--seed", type=int, default=0)
+    # Defaults: the classifier's recipe (fairgate.models.classifier.CLASSIFIER_FINETUNE, chosen
+    # by the search in docs/models.md); the guard's build has its own.
+    from fairgate.models.classifier import CLASSIFIER_FINETUNE as recipe
+
+    tr = p.add_argument_group("fine-tuning (defaults: the classifier recipe, docs/models.md)")
+    tr.add_argument("--epochs", type=int, default=recipe.epochs, help="at most (default: %(default)s)")
+    tr.add_argument("--batch-size", type=int, default=recipe.batch_size)
+    tr.add_argument("--learning-rate", type=float, default=recipe.learning_rate, help="(default: %(default)s)")
+    tr.add_argument("--layer-decay", type=float, default=recipe.layer_decay,
+                    help="layer-wise LR decay (1 = none; default: %(default)s)")
+    tr.add_argument("--weight-decay", type=float, default=recipe.weight_decay)
+    tr.add_argument("--warmup-ratio", type=float, default=recipe.warmup_ratio)
+    tr.add_argument("--max-length", type=int, default=recipe.max_length)
+    tr.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=recipe.freeze_embeddings,
+                    help="keep the embedding layer frozen (default: %(default)s)")
+    tr.add_argument("--freeze-layers", type=int, default=recipe.freeze_layers,
+                    help="freeze the first N encoder layers (default: %(default)s)")
+    tr.add_argument("--class-weights", choices=["balanced", "none"], default=recipe.class_weights)
+    tr.add_argument("--patience", type=int, default=recipe.early_stopping_patience,
+                    help="early stopping patience (evaluations; 0 = off; default: %(default)s)")
+    tr.add_argument("--evaluations-per-epoch", type=int, default=recipe.evaluations_per_epoch)
+    tr.add_argument("--selection-metric", choices=["loss", "accuracy", "macro_f1"], default=recipe.selection_metric,
+                    help="validation figure that picks the restored checkpoint and that early stopping "
+                    "waits on (default: %(default)s)")
+    tr.add_argument("--seed", type=int, default=recipe.seed)
+    tr.add_argument("--strategy", choices=["finetune", "feature-extraction"], default="finetune",
+                    help="finetune (default): train the encoder and head; feature-extraction: frozen "
+                    "encoder + logistic-regression head on its pooled embedding (CPU, fast)")
+    tr.add_argument("--learning-curve", action="store_true",
+                    help="also measure learning curves (fine-tuning, feature extraction, TF-IDF) on this "
+                    "build's data and test split, into the model card (fairgate report transfer)")
+    tr.add_argument("--sizes", default="50,100,200,500,1000,all", help="learning-curve sizes (with --learning-curve)")
+    tr.add_argument("--seeds", type=int, default=3, help="learning-curve seeds per point (with --learning-curve)")
+    tr.add_argument("--curve-dir", default=None,
+                    help="also write the learning-curve plot, table and JSON here (with --learning-curve)")
     tr.add_argument("--no-group-by-length", action="store_true",
                     help="plain shuffled batches (default: batches of similar lengths, less padding)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -188,6 +212,7 @@ def _handle_build(args: argparse.Namespace) -> int:
                 class_weights=args.class_weights,
                 early_stopping_patience=args.patience,
                 evaluations_per_epoch=args.evaluations_per_epoch,
+                selection_metric=args.selection_metric,
                 seed=args.seed,
                 group_by_length=not args.no_group_by_length,
             ),
@@ -203,8 +228,11 @@ def _handle_build(args: argparse.Namespace) -> int:
             normalization=args.normalization,
             output_dir=args.output_dir,
             torch_threads=args.threads,
+            strategy=args.strategy,
+            learning_curve=_curve_options(args) if args.learning_curve else None,
+            curve_dir=args.curve_dir,
         )
-    except ValidationError as error:
+    except (ValidationError, ValueError) as error:
         _error(f"invalid option: {error}")
         return EXIT_ERROR
     try:
@@ -247,9 +275,20 @@ def _handle_build(args: argparse.Namespace) -> int:
             )
     for line in result.gate:
         print(f"  gate passed: {line}")
+    if result.learning_curve is not None:
+        print(f"  learning curves ({len(result.learning_curve['seeds'])} seeds): in the model card"
+              + (f" and {args.curve_dir}" if args.curve_dir else ""))
+        if result.learning_curve.get("warning"):
+            print(f"  warning: {result.learning_curve['warning']}")
     print(f"  training {result.training['seconds']:.1f}s ({result.training['steps']} steps); "
           f"build {result.seconds:.1f}s; model card: {stored.path / 'MODEL_CARD.md'}")
     return 0
+
+
+def _curve_options(args: argparse.Namespace) -> dict[str, Any]:
+    from fairgate.models.learning_curve import parse_sizes
+
+    return {"sizes": parse_sizes(args.sizes), "seeds": args.seeds}
 
 
 def _handle_evaluate(args: argparse.Namespace) -> int:

@@ -1,5 +1,9 @@
 """Fine-tuning a sequence classifier: freezing, layer-wise LR decay, warm-up, early stopping.
 
+Checkpoint selection and early stopping follow validation loss by default (the guard's
+recipe); a single-label build may select on validation accuracy or macro-F1 instead
+(``selection_metric``), which the classifier's recipe does.
+
 Generic over the task: single-label (softmax, cross-entropy with optional class weights)
 and multi-label (sigmoid, BCE on float targets, optional ``pos_weight``), so the guard
 reuses the same loop. Deterministic on CPU for a fixed seed: the head is initialised,
@@ -35,6 +39,7 @@ __all__ = [
     "pairing_outputs",
     "predict_logits",
     "seed_everything",
+    "single_label_scores",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,15 +79,30 @@ class FinetuneConfig(BaseModel):
     # 0.87. "probability" (sigmoid, or softmax for single-label) penalises the gap where a
     # decision can change and lets agreeing members be confident together.
     counterfactual_space: Literal["probability", "logit"] = "probability"
+    # What picks the checkpoint that is restored and what early stopping waits on:
+    # validation loss (lower is better), or, single-label only, validation accuracy or
+    # macro-F1 (higher is better; a tie goes to the lower validation loss). Loss keeps
+    # falling-then-rising long after accuracy has stopped moving with it: on SST-2 (5,000
+    # sentences) loss picked epoch 1, accuracy a later, better epoch (docs/models.md).
+    selection_metric: Literal["loss", "accuracy", "macro_f1"] = "loss"
+
+
+SelectionMetric = Literal["loss", "accuracy", "macro_f1"]
 
 
 @dataclass(kw_only=True)
 class FinetuneResult:
-    """The fine-tuned model (best validation loss restored) and how training went."""
+    """The fine-tuned model (best checkpoint restored) and how training went.
+
+    ``best_validation_loss`` is the validation loss of the restored checkpoint (the lowest
+    when selecting on loss); ``best_validation_score`` is its ``selection_metric`` value.
+    """
 
     model: PreTrainedModel
     history: list[dict[str, float]] = field(default_factory=list)
     best_validation_loss: float = math.inf
+    selection_metric: str = "loss"
+    best_validation_score: float = math.nan
     best_step: int = 0
     steps: int = 0
     stopped_early: bool = False
@@ -353,11 +373,15 @@ def _targets_tensor(data: LabelledData, idx: np.ndarray):  # -> torch.Tensor
     return torch.tensor(data.targets[idx], dtype=torch.long)
 
 
-def _validation_loss(model, rows, data: LabelledData, loss_fn, pad_id: int, batch_size: int) -> float:
+def _validation_pass(
+    model, rows, data: LabelledData, loss_fn, pad_id: int, batch_size: int
+) -> tuple[float, np.ndarray]:
+    """Mean validation loss and the logits ``[n, n_labels]`` (one forward pass)."""
     import torch
 
     model.eval()
     total, count = 0.0, 0
+    outputs = []
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             idx = np.arange(start, min(start + batch_size, len(rows)))
@@ -365,8 +389,42 @@ def _validation_loss(model, rows, data: LabelledData, loss_fn, pad_id: int, batc
             logits = model(**batch).logits
             total += float(loss_fn(logits, _targets_tensor(data, idx))) * len(idx)
             count += len(idx)
+            outputs.append(logits.float().numpy())
     model.train()
-    return total / max(count, 1)
+    n_labels = len(data.labels)
+    return total / max(count, 1), (np.concatenate(outputs) if outputs else np.zeros((0, n_labels), np.float32))
+
+
+def _validation_loss(model, rows, data: LabelledData, loss_fn, pad_id: int, batch_size: int) -> float:
+    return _validation_pass(model, rows, data, loss_fn, pad_id, batch_size)[0]
+
+
+def single_label_scores(targets: np.ndarray, logits: np.ndarray, n_labels: int) -> dict[str, float]:
+    """Accuracy and macro-F1 of argmax predictions (labels absent from both sides left out)."""
+    predictions = logits.argmax(axis=1)
+    targets = np.asarray(targets)
+    f1s = []
+    for label in range(n_labels):
+        tp = int(np.sum((predictions == label) & (targets == label)))
+        fp = int(np.sum((predictions == label) & (targets != label)))
+        fn = int(np.sum((predictions != label) & (targets == label)))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {
+        "accuracy": float(np.mean(predictions == targets)) if len(targets) else math.nan,
+        "macro_f1": float(np.mean(f1s)) if f1s else math.nan,
+    }
+
+
+def _improves(
+    metric: SelectionMetric, loss: float, score: float, best_loss: float, best_score: float
+) -> bool:
+    """Whether an evaluation beats the best so far (metrics: higher, ties to lower loss)."""
+    if metric == "loss":
+        return loss < best_loss - 1e-6
+    if math.isnan(best_score) or score > best_score + 1e-9:
+        return True
+    return abs(score - best_score) <= 1e-9 and loss < best_loss - 1e-6
 
 
 def finetune(
@@ -379,11 +437,11 @@ def finetune(
     progress: bool = True,
     counterfactual_groups: np.ndarray | None = None,
 ) -> FinetuneResult:
-    """Fine-tune ``model`` in place and return it with the best validation loss restored.
+    """Fine-tune ``model`` in place and return it with the best checkpoint restored.
 
-    Early stopping: validation loss is measured ``evaluations_per_epoch`` times per epoch;
-    training stops after ``early_stopping_patience`` evaluations without improvement
-    (0 disables stopping, the best state is still restored).
+    Early stopping: the validation split is scored ``evaluations_per_epoch`` times per
+    epoch; training stops after ``early_stopping_patience`` evaluations without improvement
+    of ``config.selection_metric`` (0 disables stopping, the best state is still restored).
 
     ``counterfactual_groups`` (one family id per training row, -1 for none; see
     :func:`counterfactual_units`) with ``config.counterfactual_weight > 0`` adds
@@ -395,6 +453,12 @@ def finetune(
 
     if len(train) == 0:
         raise ValueError("no training rows")
+    single_label = train.task != "multi_label_classification"
+    if config.selection_metric != "loss" and not single_label:
+        raise ValueError(
+            f"selection_metric {config.selection_metric!r} needs a single-label task; "
+            "multi-label training selects on validation loss"
+        )
     seed_everything(config.seed)
     trainable, frozen = freeze_parameters(
         model, embeddings=config.freeze_embeddings, layers=config.freeze_layers
@@ -416,7 +480,10 @@ def finetune(
     train_rows = _encode(tokenizer, train.texts, config.max_length)
     val_rows = _encode(tokenizer, validation.texts, config.max_length)
     generator = np.random.default_rng(config.seed)
-    result = FinetuneResult(model=model, trainable_parameters=trainable, frozen_parameters=frozen)
+    result = FinetuneResult(
+        model=model, trainable_parameters=trainable, frozen_parameters=frozen,
+        selection_metric=config.selection_metric,
+    )
     best_state = None
     bad_evaluations = 0
     started = time.perf_counter()
@@ -463,17 +530,32 @@ def finetune(
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}")
                 if batch_number + 1 not in eval_points or len(validation) == 0:
                     continue
-                val_loss = _validation_loss(
+                val_loss, val_logits = _validation_pass(
                     model, val_rows, validation, loss_fn, pad_id, config.eval_batch_size
                 )
+                # Single-label runs also record validation accuracy and macro-F1 (multi-label
+                # history, the guard's, stays as it was).
+                scores = (
+                    single_label_scores(validation.targets, val_logits, len(validation.labels))
+                    if single_label else {}
+                )
+                score = val_loss if config.selection_metric == "loss" else scores[config.selection_metric]
                 result.history.append(
                     {"epoch": epoch + 1, "step": step, "train_loss": running, "validation_loss": val_loss}
+                    | {f"validation_{name}": value for name, value in scores.items()}
                     | ({"counterfactual_penalty": running_penalty} if pairing else {})
                 )
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running:.4f}", val_loss=f"{val_loss:.4f}")
-                logger.info("step %d epoch %d: validation loss %.4f", step, epoch + 1, val_loss)
-                if val_loss < result.best_validation_loss - 1e-6:
+                logger.info(
+                    "step %d epoch %d: validation loss %.4f%s", step, epoch + 1, val_loss,
+                    "".join(f", {name} {value:.4f}" for name, value in scores.items()),
+                )
+                if _improves(
+                    config.selection_metric, val_loss, score,
+                    result.best_validation_loss, result.best_validation_score,
+                ):
                     result.best_validation_loss = val_loss
+                    result.best_validation_score = score
                     result.best_step = step
                     best_state = copy.deepcopy(model.state_dict())
                     bad_evaluations = 0

@@ -110,6 +110,8 @@ class StoreTarget:
     static: StaticQuantization = field(default_factory=StaticQuantization)
     onnx_threads: int | None = None
     copy_to: Path | None = None
+    # Files written into the model directory beside the card (name -> bytes), e.g. a plot it shows.
+    extra_files: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +172,8 @@ def export_and_store(
         int8 = OnnxTextModel.from_directory(model_dir, variant="int8", intra_op_threads=target.onnx_threads)
         record.update(assess(int8=int8, model_dir=model_dir))
         record["build_seconds"] = round(time.perf_counter() - started, 1)
+        for file_name, content in target.extra_files.items():
+            (model_dir / Path(file_name).name).write_bytes(content)
         (model_dir / "MODEL_CARD.md").write_text(
             render_card(name=target.name, metadata=json_safe(record), sections=card), encoding="utf-8"
         )
