@@ -62,6 +62,7 @@ class Sent:
     toxic: bool
     started: float
     status: int | None = None  # None: no answer (connection refused or reset)
+    finished: float = float("inf")  # when the answer (or the error) came back
     body: dict[str, Any] = field(default_factory=dict)
 
     def codes(self) -> set[str]:
@@ -99,6 +100,7 @@ def send_all(
                     item.body = response.json() if response.status_code == 200 else {}
                 except (httpx.HTTPError, ValueError):
                     item.status = None
+                item.finished = time.monotonic()
                 with lock:
                     sent.append(item)
                 if pace_s:
@@ -238,9 +240,12 @@ def test_redis_stopped_under_load_answers_200_with_monitor_error_then_shares_aga
     sent = send_all(fleet, requests, stop=stop, pace_s=0.005)
     chaos_thread.join(timeout=30)
     assert all(s.status == 200 for s in sent), Counter(s.status for s in sent)
-    during = [s for s in sent if outage["down"] <= s.started < outage["restarting"]]
+    # Sent and answered while Redis was down: a request sent just before the restart may be
+    # recorded after Redis is back (a successful round trip, rightly without monitor_error).
+    during = [s for s in sent if outage["down"] <= s.started and s.finished < outage["restarting"]]
     assert len(during) > 20
-    assert all("monitor_error" in s.codes() for s in during)
+    missing = [(round(s.started - outage["down"], 3), s.server, sorted(s.codes())) for s in during if "monitor_error" not in s.codes()]
+    assert not missing, missing
     assert all(s.body["action"] in ("flag", "block") for s in during)  # rates.on_error: flag
 
     # Redis back (empty): every worker reconnects after its backoff and shares again.
