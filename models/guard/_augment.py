@@ -104,6 +104,17 @@ def augment_training_data(
     families = np.full(len(data), -1, dtype=np.int64)
     with_identity = swapped = crossed = noisy = 0
     seen = set(data.texts)
+
+    def _add(text: str, index: int) -> bool:
+        """Append ``text`` as a copy of row ``index`` (joining its family), unless already present."""
+        if text in seen:
+            return False
+        texts.append(text)
+        sources.append(index)
+        seen.add(text)
+        families[index] = index
+        return True
+
     for index, text in enumerate(data.texts):
         if swapper is None or variants_per_text == 0:
             break
@@ -122,25 +133,13 @@ def augment_training_data(
         toxic = (data.targets[:, 0] >= 0.5) & data.mask[:, 0].astype(bool)
         for index in np.flatnonzero(toxic).tolist():
             copies = cross_group_copies(data.texts[index], cross_group, rng=rng, count=cross_group_variants)
-            for text in copies:
-                if text in seen:
-                    continue
-                texts.append(text)
-                sources.append(index)
-                seen.add(text)
-                families[index] = index
-                crossed += 1
+            crossed += sum(_add(text, index) for text in copies)
     if noise_fraction > 0:
         chosen = np.flatnonzero(rng.random(len(data)) < noise_fraction)
         raw = [noisy_variant(data.texts[i], rng) for i in chosen]
         for index, text in zip(chosen.tolist(), normalizer.apply(raw), strict=True):
-            if text == data.texts[index] or text in seen:
-                continue
-            texts.append(text)
-            sources.append(index)
-            seen.add(text)
-            families[index] = index
-            noisy += 1
+            if text != data.texts[index]:
+                noisy += _add(text, index)
     added = data.subset(sources) if sources else None
     if added is None:
         return AugmentedData(
