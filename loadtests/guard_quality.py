@@ -90,7 +90,7 @@ def measure(
     from fairgate.guardrails.onnx_model import OnnxTextModel
     from fairgate.guardrails.policy import TOXICITY_CATEGORIES, Policy, default_policy_path
     from fairgate.models.guard.evaluation import score_texts
-    from fairgate.models.guard.fairness import identity_report
+    from fairgate.models.guard.fairness import identity_report, policy_toxicity_thresholds
     from fairgate.models.store import get_stored_model
 
     if model_dir is not None:  # a directory outside the store (e.g. --rejected-out)
@@ -105,7 +105,7 @@ def measure(
         TOXICITY_CATEGORIES.index(name): (t.flag, t.block)
         for name, t in policy.toxicity.categories.items()
     }
-    toxicity_thresholds = policy.toxicity.categories.get("toxicity")
+    flag_at, block_at = policy_toxicity_thresholds(policy)
     report: dict[str, Any] = {
         "guard": stored.tag,
         "policy": str(policy_path or default_policy_path()),
@@ -121,8 +121,8 @@ def measure(
         groups=frame["group"].tolist(),
         templates=frame["template_id"].tolist(),
         toxic=toxic,
-        flag_threshold=toxicity_thresholds.flag if toxicity_thresholds else 0.5,
-        block_threshold=toxicity_thresholds.block if toxicity_thresholds else 0.8,
+        flag_threshold=flag_at,
+        block_threshold=block_at,
     )
     actions = decisions(scores, thresholds)
     report["identity_eval"] = {

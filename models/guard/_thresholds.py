@@ -27,15 +27,20 @@ logger = logging.getLogger(__name__)
 # Benign text never trained on: the recommended thresholds are calibrated on it.
 BUNDLED_CALIBRATION = Path("toxicity") / "calibration" / "benign_calibration.txt"
 
-# Categories whose scores act in the default policy: any of them at or above the block
-# threshold blocks, any of all six at or above the flag threshold flags.
-_BLOCKING = ("toxicity", "severe_toxicity", "threat", "identity_attack")
+# Categories whose scores block in the default policy: any of them at or above the block
+# threshold blocks, any of all six at or above the flag threshold flags. The specific harms
+# block; the broad `toxicity` category (Jigsaw: "rude, disrespectful or unreasonable", the
+# parent of insult and obscene) only flags, like insult and obscene: a blocking `toxicity`
+# blocked every insult and every swear word the policy means to flag, and most false blocks
+# of ordinary text (harsh film reviews, tweets) were `toxicity` alone (docs/guard.md,
+# "What blocks").
+_BLOCKING = ("severe_toxicity", "threat", "identity_attack")
 # The conventional thresholds (flag, block) per category: the calibrated threshold is the
 # *lowest* that keeps the guarantee, and a recommended threshold is never below these.
 # Raising a threshold above the calibrated one only lowers the false-block rate, so the
 # guarantee still holds for every category and for their union.
 _FLOORS: dict[str, tuple[float, float | None]] = {
-    "toxicity": (0.5, 0.8),
+    "toxicity": (0.5, None),
     "severe_toxicity": (0.3, 0.6),
     "threat": (0.5, 0.8),
     "identity_attack": (0.5, 0.8),

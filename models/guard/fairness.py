@@ -616,22 +616,29 @@ def check_fairness_gate(
 
 
 def policy_toxicity_thresholds(policy: Any = None) -> tuple[float, float]:
-    """(flag, block) of the policy's ``toxicity`` category (default: the bundled policy).
+    """(flag, block) for the identity report's ``toxicity`` score (default: the bundled policy).
 
-    A policy that leaves one out falls back on the other, so the report always has both.
+    The flag threshold is the ``toxicity`` category's. When ``toxicity`` only flags (the
+    default policy: the specific harms block), the block figure is taken at the lowest block
+    threshold of any category: ``toxicity`` is the parent category and scores at least about
+    as high as the harms under it, so this reports *more* identity rows blocked than the
+    policy blocks, never fewer. A policy with no block at all reports blocks at the flag.
     """
     from fairgate.guardrails.policy import Policy
 
     policy = policy if policy is not None else Policy.default()
-    thresholds = policy.toxicity.categories.get("toxicity")
+    categories = policy.toxicity.categories
+    thresholds = categories.get("toxicity")
     if thresholds is None:
         raise GuardDataError(
             "the policy sets no thresholds for the toxicity category; add e.g. "
-            "toxicity: {flag: 0.5, block: 0.8} under toxicity.categories or pass the thresholds"
+            "toxicity: {flag: 0.5} under toxicity.categories or pass the thresholds"
         )
-    flag = thresholds.flag if thresholds.flag is not None else thresholds.block
-    block = thresholds.block if thresholds.block is not None else thresholds.flag
-    return float(flag), float(block)
+    blocks = [float(t.block) for t in categories.values() if t.block is not None]
+    # Thresholds carries at least one of flag and block (the policy model checks it).
+    flag = float(thresholds.flag if thresholds.flag is not None else thresholds.block or 0.0)
+    block = float(thresholds.block) if thresholds.block is not None else min(blocks, default=flag)
+    return flag, max(flag, block)
 
 
 def bundled_identity_eval_path() -> Path:

@@ -50,7 +50,11 @@ def test_bundled_guard_builds_offline_and_loads_in_the_scorer():
     assert set(meta["identity_report"]["per_group"]) == GROUPS
     assert meta["fairness_gate"]["status"] == "skipped (--no-fairness-gate)"
     recommended = meta["recommended_thresholds"]
-    assert recommended["n"] > 1000 and 0.5 <= recommended["block"]["applied"] <= 1.0
-    assert recommended["flag"]["applied"] <= recommended["block"]["applied"]
+    assert recommended["n"] > 1000 and 0.0 < recommended["block"]["applied"] <= 1.0
+    categories = recommended["categories"]
+    # The specific harms block, never below their floors; every category's flag is at most its block.
+    assert {name for name, t in categories.items() if "block" in t} == {"severe_toxicity", "threat", "identity_attack"}
+    assert categories["severe_toxicity"]["block"] >= 0.6 and categories["threat"]["block"] >= 0.8
+    assert all(t["flag"] <= t.get("block", 1.0) for t in categories.values())
     scores = OnnxToxicityScorer.from_directory(stored.path).score(["have a nice day"])
     assert scores.shape == (1, 6) and ((scores >= 0) & (scores <= 1)).all()

@@ -118,4 +118,16 @@ def test_gate_refuses_to_pass_what_it_cannot_measure():
 
 
 def test_thresholds_default_to_the_policy_toxicity_category():
-    assert policy_toxicity_thresholds() == (0.5, 0.849)
+    # toxicity only flags in the default policy: blocks are reported at the lowest block
+    # threshold of any category (severe_toxicity's 0.6), never fewer than the policy blocks.
+    assert policy_toxicity_thresholds() == (0.5, 0.6)
+
+
+def test_thresholds_of_a_policy_whose_toxicity_category_blocks():
+    from fairgate.guardrails.policy import Policy
+
+    blocking = Policy.from_mapping({"toxicity": {"categories": {"toxicity": {"flag": 0.4, "block": 0.9},
+                                                                "threat": {"block": 0.7}}}})
+    assert policy_toxicity_thresholds(blocking) == (0.4, 0.9)
+    flag_only = Policy.from_mapping({"toxicity": {"categories": {"toxicity": {"flag": 0.4}}}})
+    assert policy_toxicity_thresholds(flag_only) == (0.4, 0.4)

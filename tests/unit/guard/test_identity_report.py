@@ -159,7 +159,7 @@ def test_evaluate_guard_adds_the_identity_report_when_the_data_has_a_group_colum
     report = evaluation.report
     assert report["label_column"] == "toxic" and report["group_column"] == "group"
     identity = report["identity_report"]
-    assert identity["flag_threshold"] == 0.5 and identity["block_threshold"] == 0.849  # default policy
+    assert identity["flag_threshold"] == 0.5 and identity["block_threshold"] == 0.6  # default policy
     assert identity["per_group"]["muslim"]["fpr_flag"] == 1.0
     assert identity["per_group"]["jewish"]["fpr_flag"] == 0.0
     assert identity["counterfactual_gap"]["mean_gap_benign"] == pytest.approx(0.6)

@@ -129,8 +129,10 @@ def test_onnx_guard_with_default_policy_blocks_toxic_allows_benign(clock: Any, g
     scorer = OnnxToxicityScorer.from_directory(guard_model_dir, variant="int8")
     guard = Guard(policy=Policy.default(), scorer=scorer, registry=CollectorRegistry(), clock=clock)
     screens = guard.screen(["I will kill you", "have a nice day", "you idiot"], [None, None, None])
-    assert [s.action for s in screens] == ["block", "allow", "block"]
-    assert screens[0].reasons[0].code in {"toxicity_threat", "toxicity_toxicity", "toxicity_severe_toxicity"}
+    # A threat blocks; an insult is flagged (the default policy blocks only the specific harms).
+    assert [s.action for s in screens] == ["block", "allow", "flag"]
+    assert {r.code for r in screens[0].reasons if r.action == "block"} <= {"toxicity_threat", "toxicity_severe_toxicity"}
+    assert {r.code for r in screens[2].reasons} >= {"toxicity_toxicity", "toxicity_insult"}
     assert screens[1].toxicity["toxicity"] < 0.05
 
 

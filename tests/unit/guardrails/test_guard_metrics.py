@@ -58,7 +58,7 @@ def test_metric_names_types_and_labels(clock: Any) -> None:
         assert family.type == kind, (name, family.type)
         sample_labels = {k for s in family.samples for k in s.labels if k != "le"}
         assert sample_labels == labels, (name, sample_labels)
-    assert registry.get_sample_value("fairgate_policy_info", {"version": "2026-11-30.4"}) == 1
+    assert registry.get_sample_value("fairgate_policy_info", {"version": "2026-11-30.5"}) == 1
     assert registry.get_sample_value("fairgate_batch_size_count", {"stage": "input"}) == 1
     assert registry.get_sample_value("fairgate_batch_size_count", {"stage": "review"}) == 1
     assert registry.get_sample_value("fairgate_monitor_duration_seconds_count", {"monitor": "toxicity"}) == 1
