@@ -143,7 +143,9 @@ def _read_lines(path: Path) -> list[str]:
             raise GuardDataError(f"{path}: a calibration CSV needs a 'text' column")
         return [t for t in frame["text"].fillna("").tolist() if t.strip()]
     lines = path.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    texts = (line.strip() for line in lines)
+    # "# " starts a comment; "#TBT ..." is a text (a hashtag), as in the training parts.
+    return [text for text in texts if text and text != "#" and not text.startswith("# ")]
 
 
 def _fingerprint(texts: list[str]) -> str:

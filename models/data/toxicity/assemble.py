@@ -9,7 +9,8 @@ file that breaks the contract.
 Part file format (UTF-8, one example per line):
 
 * ``# labels: toxicity,insult`` -- the default labels of every row in the file
-  (``# labels: none`` for non-toxic files). Other lines starting with ``#`` are comments.
+  (``# labels: none`` for non-toxic files). Other lines starting with ``# `` (a hash and a
+  space) are comments; ``#TBT ...`` is a row.
 * ``{threat,obscene} text`` -- a leading brace group *adds* labels to the defaults;
   ``{=threat} text`` *replaces* them (``toxicity`` is still implied).
 * everything else on the line is the text, verbatim.
@@ -97,6 +98,11 @@ def _parse_labels(spec: str, where: str) -> set[str]:
     return names
 
 
+def is_comment(line: str) -> bool:
+    """``#`` alone or followed by a space: a comment. ``#TBT ...`` is a row (a hashtag)."""
+    return line == "#" or line.startswith("# ")
+
+
 def read_part(path: Path) -> list[dict[str, object]]:
     """Read one ``parts/<kind>.txt`` file into row dicts with the rules applied."""
     kind = path.stem
@@ -107,7 +113,7 @@ def read_part(path: Path) -> list[dict[str, object]]:
         line = raw.strip()
         if not line:
             continue
-        if line.startswith("#"):
+        if is_comment(line):
             m = re.match(r"#\s*labels:\s*(.*)$", line)
             if m:
                 defaults = _parse_labels(m.group(1), where)
@@ -173,7 +179,7 @@ def calibration_overlap(training_keys: set[str], path: Path | None = None) -> li
     if not path.is_file():
         return []
     lines = path.read_text(encoding="utf-8").splitlines()
-    texts = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    texts = [line.strip() for line in lines if line.strip() and not is_comment(line.strip())]
     return [text for text in texts if _norm(text) in training_keys]
 
 
