@@ -78,10 +78,13 @@ class ToxicityPolicy(_Strict):
     enabled: bool = True
     categories: dict[str, Thresholds] = Field(
         default_factory=lambda: {
-            "toxicity": Thresholds(flag=0.5, block=0.8),
+            # As the bundled default policy: the specific harms block, the rest flag.
+            "toxicity": Thresholds(flag=0.5),
             "severe_toxicity": Thresholds(flag=0.3, block=0.6),
             "threat": Thresholds(flag=0.5, block=0.8),
             "identity_attack": Thresholds(flag=0.5, block=0.8),
+            "insult": Thresholds(flag=0.6),
+            "obscene": Thresholds(flag=0.7),
         }
     )
     on_error: Action = "flag"

@@ -260,7 +260,7 @@ def calibrated_policy_text(
     """The YAML of ``base`` (or the default policy) with the calibrated thresholds, and its Policy.
 
     Only ``toxicity.categories`` of the calibrated categories change (other keys and
-    categories stay as they were; the comments of ``base`` are not kept); ``version`` gets
+    categories stay as they were; a category that only flags in ``base`` gets no block; the comments of ``base`` are not kept); ``version`` gets
     a ``+calibrated.<date>`` suffix so the metrics show the change. The policy has no field
     for provenance (unknown keys are errors), so a comment header records it. The text is
     validated with :class:`Policy` before it is returned.
@@ -276,7 +276,13 @@ def calibrated_policy_text(
         for name, bounds in original.toxicity.categories.items()
     }
     for name, result in calibration.categories.items():
-        thresholds[name] = {"flag": result.flag.threshold, "block": result.block.threshold}
+        # A category keeps the actions the base policy gives it: one that only flags there
+        # (the default's toxicity, insult, obscene) gets a calibrated flag and still never
+        # blocks. Blocking through fewer categories only lowers the false-block rate.
+        flag_only = name in thresholds and "block" not in thresholds[name]
+        thresholds[name] = {"flag": result.flag.threshold}
+        if not flag_only:
+            thresholds[name]["block"] = result.block.threshold
     toxicity = dict(data.get("toxicity") or {})
     toxicity["categories"] = thresholds
     data["toxicity"] = toxicity

@@ -50,8 +50,13 @@ class GuardAssessment:
             int8, config.identity_data or bundled_path(BUNDLED_IDENTITY), variant="int8"
         )
         recommended = recommended_thresholds(int8, config)
-        toxicity = recommended.get("categories", {}).get("toxicity", {})
-        report = _identity_report(int8, config, flag=toxicity.get("flag", 0.5), block=toxicity.get("block", 0.8))
+        from fairgate.models.guard.fairness import policy_toxicity_thresholds, report_thresholds
+
+        # The report judges the guard at the thresholds it will be configured with: its own
+        # recommended ones, else the default policy's (the build's gate uses the same).
+        categories = recommended.get("categories")
+        flag, block = report_thresholds(categories) if categories else policy_toxicity_thresholds()
+        report = _identity_report(int8, config, flag=flag, block=block)
         try:
             gate = _gate(report, config)
         except FairnessGateError:

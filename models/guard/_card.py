@@ -130,16 +130,20 @@ def _identity_fpr(metadata: Mapping[str, Any]) -> list[str]:
 
 def _recommended_thresholds(metadata: Mapping[str, Any]) -> list[str]:
     """The calibrated flag and block thresholds and the guarantee that comes with them."""
+    from fairgate.models.guard._thresholds import describe_categories
+
     recommended = metadata.get("recommended_thresholds") or {}
     lines = ["## Recommended thresholds", ""]
     if "block" not in recommended:
         return [*lines, f"None recorded: {recommended.get('status', 'no calibration set')}.", ""]
     block, flag = recommended["block"], recommended["flag"]
-    blocking = "`, `".join(c for c, t in recommended.get("categories", {}).items() if "block" in t)
+    categories = recommended.get("categories", {})
+    blocking = "`, `".join(c for c, t in categories.items() if "block" in t)
     return [
         *lines,
-        f"Flag when any category scores at least {flag.get('applied')}; block when any of "
-        f"`{blocking}` scores at least {block.get('applied')}. Calibrated on {recommended.get('n')} "
+        f"Per category, the higher of the calibrated threshold and the category's conventional "
+        f"floor: {describe_categories(categories)}. Calibrated: flag {flag.get('applied')} over "
+        f"every category, block {block.get('applied')} over `{blocking}`, on {recommended.get('n')} "
         f"benign texts never trained on ({recommended.get('data')}) by {recommended.get('method')}: "
         f"{recommended.get('guarantee')}. Share of the calibration set flagged "
         f"{_fmt(flag.get('calibration_flagged'))}, blocked {_fmt(block.get('calibration_blocked'))}. "

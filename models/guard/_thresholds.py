@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fairgate.models.guard._build import GuardBuildConfig
     from fairgate.models.pipeline import ScoringModel
 
-__all__ = ["BUNDLED_CALIBRATION", "bundled_path", "recommended_thresholds"]
+__all__ = ["BUNDLED_CALIBRATION", "bundled_path", "describe_categories", "recommended_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,15 @@ def recommended_thresholds(onnx_model: ScoringModel, config: GuardBuildConfig) -
         "flag": {**flag.__dict__, "applied": flag_at, "calibration_flagged": flagged},
         "categories": categories,
     }
+
+
+def describe_categories(categories: dict[str, dict[str, float]]) -> str:
+    """The thresholds that apply, per category: ``toxicity flag 0.5; threat flag 0.5, block 0.8``."""
+    parts = []
+    for category, thresholds in categories.items():
+        acts = ", ".join(f"{action} {thresholds[action]:g}" for action in ("flag", "block") if action in thresholds)
+        parts.append(f"{category} {acts}")
+    return "; ".join(parts)
 
 
 def _ceil3(value: float) -> float:

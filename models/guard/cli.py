@@ -177,6 +177,7 @@ def _handle_build_guard(args: argparse.Namespace) -> int:
 
 def _summary(tag: str, metadata: dict) -> str:
     from fairgate.models.card import fmt
+    from fairgate.models.guard._thresholds import describe_categories
 
     parity = metadata.get("parity", {})
     lines = [
@@ -197,8 +198,9 @@ def _summary(tag: str, metadata: dict) -> str:
     recommended = metadata.get("recommended_thresholds", {})
     if "block" in recommended:
         lines.append(
-            f"  recommended thresholds: flag {recommended['flag']['applied']}, block "
-            f"{recommended['block']['applied']} ({recommended['guarantee']}; n={recommended['n']})"
+            f"  recommended thresholds: {describe_categories(recommended.get('categories', {}))} "
+            f"(calibrated flag {recommended['flag']['applied']}, block {recommended['block']['applied']}; "
+            f"{recommended['guarantee']}; n={recommended['n']})"
         )
     report = metadata.get("identity_report", {})
     if "benign_flag_rate" in report:

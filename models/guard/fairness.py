@@ -63,6 +63,7 @@ __all__ = [
     "policy_toxicity_thresholds",
     "rank_auc",
     "read_identity_eval",
+    "report_thresholds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -616,28 +617,34 @@ def check_fairness_gate(
 
 
 def policy_toxicity_thresholds(policy: Any = None) -> tuple[float, float]:
-    """(flag, block) for the identity report's ``toxicity`` score (default: the bundled policy).
-
-    The flag threshold is the ``toxicity`` category's. When ``toxicity`` only flags (the
-    default policy: the specific harms block), the block figure is taken at the lowest block
-    threshold of any category: ``toxicity`` is the parent category and scores at least about
-    as high as the harms under it, so this reports *more* identity rows blocked than the
-    policy blocks, never fewer. A policy with no block at all reports blocks at the flag.
-    """
+    """(flag, block) for the identity report's ``toxicity`` score (default: the bundled policy)."""
     from fairgate.guardrails.policy import Policy
 
     policy = policy if policy is not None else Policy.default()
-    categories = policy.toxicity.categories
-    thresholds = categories.get("toxicity")
-    if thresholds is None:
+    categories = {name: t.model_dump() for name, t in policy.toxicity.categories.items()}
+    return report_thresholds(categories)
+
+
+def report_thresholds(categories: Mapping[str, Mapping[str, float | None]]) -> tuple[float, float]:
+    """(flag, block) of the identity report's ``toxicity`` score for ``{category: {flag, block}}``.
+
+    The flag threshold is the ``toxicity`` category's. When ``toxicity`` only flags (the
+    default policy: the specific harms block), the block figure is taken at the lowest block
+    threshold of any category. This is an approximation of what the policy blocks, not a
+    bound: ``toxicity`` is the parent category and usually scores at least as high as the
+    harms under it, but nothing forces it to. With no block anywhere, blocks are reported at
+    1.0 (none, in practice).
+    """
+    toxicity = categories.get("toxicity")
+    if toxicity is None:
         raise GuardDataError(
             "the policy sets no thresholds for the toxicity category; add e.g. "
             "toxicity: {flag: 0.5} under toxicity.categories or pass the thresholds"
         )
-    blocks = [float(t.block) for t in categories.values() if t.block is not None]
-    # Thresholds carries at least one of flag and block (the policy model checks it).
-    flag = float(thresholds.flag if thresholds.flag is not None else thresholds.block or 0.0)
-    block = float(thresholds.block) if thresholds.block is not None else min(blocks, default=flag)
+    blocks = [float(b) for t in categories.values() if (b := t.get("block")) is not None]
+    own_flag, own_block = toxicity.get("flag"), toxicity.get("block")
+    flag = float(own_flag if own_flag is not None else own_block if own_block is not None else 0.5)
+    block = float(own_block) if own_block is not None else min(blocks, default=1.0)
     return flag, max(flag, block)
 
 

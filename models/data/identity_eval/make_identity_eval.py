@@ -357,7 +357,7 @@ def training_lines() -> list[str]:
     for path in sorted(TRAINING_PARTS.glob("*.txt")):
         for raw in path.read_text(encoding="utf-8").splitlines():
             line = raw.strip()
-            if not line or line.startswith("#"):
+            if not line or line == "#" or line.startswith("# "):  # assemble.py's comment rule
                 continue
             lines.append(re.sub(r"^\{[^}]*\}\s*", "", line))
     if CLASSIFIER_IDENTITY_CSV.exists():

@@ -18,7 +18,8 @@ from fairgate.models.guard import (
     measure_identity_report,
     read_identity_eval,
 )
-from fairgate.models.guard.fairness import policy_toxicity_thresholds
+from fairgate.models.guard._errors import GuardDataError
+from fairgate.models.guard.fairness import policy_toxicity_thresholds, report_thresholds
 
 
 @pytest.fixture(scope="module")
@@ -130,4 +131,13 @@ def test_thresholds_of_a_policy_whose_toxicity_category_blocks():
                                                                 "threat": {"block": 0.7}}}})
     assert policy_toxicity_thresholds(blocking) == (0.4, 0.9)
     flag_only = Policy.from_mapping({"toxicity": {"categories": {"toxicity": {"flag": 0.4}}}})
-    assert policy_toxicity_thresholds(flag_only) == (0.4, 0.4)
+    assert policy_toxicity_thresholds(flag_only) == (0.4, 1.0)  # nothing blocks: none reported blocked
+
+
+def test_report_thresholds_never_put_the_block_below_the_flag():
+    # A calibrated toxicity flag above every block floor (a strict --max-false-flag) must not
+    # make the identity report refuse its thresholds and abort the build.
+    categories = {"toxicity": {"flag": 0.85}, "threat": {"flag": 0.5, "block": 0.8}}
+    assert report_thresholds(categories) == (0.85, 0.85)
+    with pytest.raises(GuardDataError, match="no thresholds for the toxicity category"):
+        report_thresholds({"threat": {"block": 0.8}})

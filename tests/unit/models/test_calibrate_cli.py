@@ -102,7 +102,10 @@ def test_out_writes_a_valid_policy_with_the_calibrated_thresholds(guard_tag, ben
     for name in ("toxicity", "threat", "insult"):
         bounds = policy.toxicity.categories[name]
         assert bounds.flag == report["categories"][name]["flag"]["threshold"]
-        assert bounds.block == report["categories"][name]["block"]["threshold"]
+    # A category keeps the actions the base policy gives it: threat blocks, while toxicity
+    # and insult only flag in the default policy and still never block.
+    assert policy.toxicity.categories["threat"].block == report["categories"]["threat"]["block"]["threshold"]
+    assert policy.toxicity.categories["toxicity"].block is None and policy.toxicity.categories["insult"].block is None
     assert policy.toxicity.categories["severe_toxicity"] == default.toxicity.categories["severe_toxicity"]
     assert policy.rates == default.rates and policy.groups == default.groups
     assert report["uncalibrated_categories"] == ["severe_toxicity", "identity_attack", "obscene"]

@@ -38,11 +38,13 @@ def test_guard_card_states_the_recommended_thresholds_and_their_guarantee():
         "guarantee": "P(false-block rate > 0.01) <= 0.05", "data": "benign.txt", "n": 1500,
         "block": {"applied": 0.62, "calibration_blocked": 0.004},
         "flag": {"applied": 0.31, "calibration_flagged": 0.03},
-        "categories": {"toxicity": {"flag": 0.31, "block": 0.62}, "insult": {"flag": 0.31}},
+        "categories": {"toxicity": {"flag": 0.5}, "threat": {"flag": 0.5, "block": 0.8}, "insult": {"flag": 0.6}},
     }
     card = render_card(name="g", metadata={"recommended_thresholds": recommended}, sections=GUARD_CARD)
     assert "## Recommended thresholds" in card
-    assert "Flag when any category scores at least 0.31; block when any of `toxicity` scores at least 0.62" in card
+    # The thresholds that apply (floors included), then the calibrated ones.
+    assert "toxicity flag 0.5; threat flag 0.5, block 0.8; insult flag 0.6" in card
+    assert "Calibrated: flag 0.31 over every category, block 0.62 over `threat`" in card
     assert "P(false-block rate > 0.01) <= 0.05" in card
     uncalibrated = render_card(name="g", metadata={"recommended_thresholds": {"status": "not calibrated: n < 299"}},
                                sections=GUARD_CARD)
