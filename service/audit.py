@@ -188,18 +188,22 @@ class SQLiteAuditStore:
                 self._db = sqlite3.connect(
                     self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
                 )
-                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise AuditError(
-                        f"audit database {self.path}: SQLite refused WAL mode (got {mode!r}); "
-                        "put FAIRGATE_AUDIT_DB on a local file system"
-                    )
-                self._db.execute(f"PRAGMA synchronous={synchronous}")
-                self._db.executescript(_SCHEMA)
+                _retry_while_locked(self._prepare, timeout_s=busy_timeout_s)
         except sqlite3.Error as error:
             raise AuditError(
                 f"cannot open audit database {self.path}: {error}; set FAIRGATE_AUDIT_DB to a writable path"
             ) from None
+
+    def _prepare(self) -> None:
+        """WAL mode, durability and the schema: idempotent, so a retry may run it again."""
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise AuditError(
+                f"audit database {self.path}: SQLite refused WAL mode (got {mode!r}); "
+                "put FAIRGATE_AUDIT_DB on a local file system"
+            )
+        self._db.execute(f"PRAGMA synchronous={self.synchronous}")
+        self._db.executescript(_SCHEMA)
 
     def __repr__(self) -> str:
         return f"SQLiteAuditStore(path={str(self.path)!r}, synchronous={self.synchronous})"
@@ -294,6 +298,28 @@ def default_audit_path(bentoml_home: str | Path = "~/bentoml") -> Path:
     test session's private BentoML home isolates its audit file too.
     """
     return Path(bentoml_home).expanduser() / "fairgate" / "audit.sqlite3"
+
+
+def _retry_while_locked(step: Callable[[], None], *, timeout_s: float) -> None:
+    """Run ``step``, again while SQLite answers "database is locked", for up to ``timeout_s``.
+
+    Why: BentoML starts its workers at the same moment, and each opens the audit file. Turning
+    a new file to WAL needs an exclusive lock, and SQLite fails that at once instead of waiting
+    out ``busy_timeout`` when waiting could deadlock: on this machine 11 of 90 simultaneous
+    opens of a new file failed so, and a worker that fails here never serves.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as error:
+            locked = "locked" in str(error) or "busy" in str(error)
+            if not locked or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def open_audit_store(location: str | Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> AuditStore:
