@@ -2,7 +2,8 @@
 
 Detoxify's six toxicity categories (in the guard's output order), the guard's actions
 with their severity order, the stages it screens at, the two model tasks, and the
-logits -> probabilities rule every model reader applies. Everything else (``fairgate.guardrails.policy``,
+logits -> probabilities rule every model reader applies, and the comment rule of the
+team's one-text-per-line data files. Everything else (``fairgate.guardrails.policy``,
 ``fairgate.guardrails.decision``, ``fairgate.models.guard``, ``fairgate.models.evaluation``,
 the training-data scripts) imports these names from here instead of keeping a copy.
 
@@ -28,6 +29,7 @@ __all__ = [
     "ScreenStage",
     "Stage",
     "Task",
+    "is_comment_line",
     "most_severe",
     "probabilities",
     "sigmoid",
@@ -91,3 +93,12 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     """Softmax (single-label) or per-label sigmoid (multi-label ``task``) of ``logits``."""
     return sigmoid(logits) if task == MULTI_LABEL_TASK else softmax(logits)
+
+
+def is_comment_line(line: str) -> bool:
+    """A stripped line of a one-text-per-line data file that is a comment, not a text.
+
+    ``#`` alone or followed by a space. ``#TBT ...`` is a text: real posts start with
+    hashtags, and reading them as comments once dropped 30 training rows silently.
+    """
+    return line == "#" or line.startswith("# ")

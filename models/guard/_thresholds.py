@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fairgate.guardrails.contracts import is_comment_line
 from fairgate.models.guard._categories import CATEGORIES
 from fairgate.models.guard._errors import GuardDataError
 
@@ -153,8 +154,7 @@ def _read_lines(path: Path) -> list[str]:
         return [t for t in frame["text"].fillna("").tolist() if t.strip()]
     lines = path.read_text(encoding="utf-8").splitlines()
     texts = (line.strip() for line in lines)
-    # "# " starts a comment; "#TBT ..." is a text (a hashtag), as in the training parts.
-    return [text for text in texts if text and text != "#" and not text.startswith("# ")]
+    return [text for text in texts if text and not is_comment_line(text)]
 
 
 def _fingerprint(texts: list[str]) -> str:

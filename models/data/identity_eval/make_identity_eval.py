@@ -68,7 +68,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES, is_comment_line
 
 logger = logging.getLogger(__name__)
 
@@ -357,7 +357,7 @@ def training_lines() -> list[str]:
     for path in sorted(TRAINING_PARTS.glob("*.txt")):
         for raw in path.read_text(encoding="utf-8").splitlines():
             line = raw.strip()
-            if not line or line == "#" or line.startswith("# "):  # assemble.py's comment rule
+            if not line or is_comment_line(line):
                 continue
             lines.append(re.sub(r"^\{[^}]*\}\s*", "", line))
     if CLASSIFIER_IDENTITY_CSV.exists():

@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fairgate.guardrails.contracts import TOXICITY_CATEGORIES
+from fairgate.guardrails.contracts import TOXICITY_CATEGORIES, is_comment_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,11 +98,6 @@ def _parse_labels(spec: str, where: str) -> set[str]:
     return names
 
 
-def is_comment(line: str) -> bool:
-    """``#`` alone or followed by a space: a comment. ``#TBT ...`` is a row (a hashtag)."""
-    return line == "#" or line.startswith("# ")
-
-
 def read_part(path: Path) -> list[dict[str, object]]:
     """Read one ``parts/<kind>.txt`` file into row dicts with the rules applied."""
     kind = path.stem
@@ -113,7 +108,7 @@ def read_part(path: Path) -> list[dict[str, object]]:
         line = raw.strip()
         if not line:
             continue
-        if is_comment(line):
+        if is_comment_line(line):
             m = re.match(r"#\s*labels:\s*(.*)$", line)
             if m:
                 defaults = _parse_labels(m.group(1), where)
@@ -179,7 +174,7 @@ def calibration_overlap(training_keys: set[str], path: Path | None = None) -> li
     if not path.is_file():
         return []
     lines = path.read_text(encoding="utf-8").splitlines()
-    texts = [line.strip() for line in lines if line.strip() and not is_comment(line.strip())]
+    texts = [line.strip() for line in lines if line.strip() and not is_comment_line(line.strip())]
     return [text for text in texts if _norm(text) in training_keys]
 
 
