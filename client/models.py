@@ -212,6 +212,8 @@ class CounterfactualStatus(_Answer):
     max_variants_per_batch: int
     sampled: int
     errors: int
+    pending: int = 0
+    dropped: int = 0
     kinds: list[CounterfactualKindStatus]
 
 

@@ -161,6 +161,15 @@ class CounterfactualStatus(BaseModel):
     max_variants_per_batch: int
     sampled: int = Field(description="items drawn by the sample (probed when their text names a group)")
     errors: int = Field(description="probes that failed (logged; decisions are never affected)")
+    pending: int = Field(
+        default=0,
+        description="decided batches waiting for the background probe (the service probes off the request path)",
+    )
+    dropped: int = Field(
+        default=0,
+        description="decided batches left unprobed because the background probe's queue was full "
+        "(since the worker started; the probe only uses time the requests leave)",
+    )
     kinds: list[CounterfactualKindStatus]
 
 

@@ -95,7 +95,10 @@ class Guard:
     several threads is the scorer's own concern (ONNX Runtime sessions are thread-safe),
     so embedded callers screen in parallel. A caller that needs several calls to act as
     one unit holds :attr:`lock` around them; the service's pipeline does so for a whole
-    batch (screen -> classifier -> review) and has no lock of its own.
+    batch (screen -> classifier -> review) and has no lock of its own. :meth:`probe` takes
+    it only to read which probe and policy to use: its model calls, several batches' worth
+    of rows, run outside it (the probe's own lock guards its sampling and tallies), so a
+    probe on a background thread never holds up a batch.
 
     Not the same concern, and so not merged into this one: each window store keeps a
     small lock of its own (``InMemoryWindowStore``, ``LocalMonitorStore``), because a
@@ -449,39 +452,7 @@ class Guard:
         return Screen(stage=stage, action=action, reasons=reasons, groups=groups)
 
     def _toxicity_screen(self, stage: ScreenStage, groups: tuple[str, ...], scores: dict[str, float]) -> Screen:
-        reasons: list[Reason] = []
-        action: Action
-        threshold: float
-        for category, score in scores.items():
-            bounds = self.policy.toxicity.categories.get(category)
-            if bounds is None:
-                continue
-            if bounds.block is not None and score >= bounds.block:
-                action, threshold = "block", bounds.block
-            elif bounds.flag is not None and score >= bounds.flag:
-                action, threshold = "flag", bounds.flag
-            else:
-                continue
-            reasons.append(
-                Reason(
-                    monitor=TOXICITY_MONITOR,
-                    stage=stage,
-                    code=f"toxicity_{category}",
-                    action=action,
-                    category=category,
-                    value=score,
-                    threshold=threshold,
-                    message=f"{category} score {score:.3f} >= {action} threshold {threshold}",
-                )
-            )
-        reasons.sort(key=lambda r: (r.action != "block", -(r.value or 0.0)))
-        return Screen(
-            stage=stage,
-            action=most_severe([r.action for r in reasons]),
-            reasons=tuple(reasons),
-            toxicity=scores,
-            groups=groups,
-        )
+        return _toxicity_screen(self.policy, stage, groups, scores)
 
     # -- explanations -----------------------------------------------------------------
 
@@ -585,29 +556,37 @@ class Guard:
         and are never revisited. It records the gap and flip metrics but not the toxicity
         score histograms (variants are not traffic). A failure is logged (without text),
         counted in the status, and returns no records; it never raises into the request.
-        It runs under :attr:`lock`, like :meth:`review`.
+
+        It does not hold :attr:`lock` while the models score (the probe has its own small
+        lock for its sampling and tallies), so it may run on another thread while the next
+        batches are decided: the service runs it on a background thread
+        (:class:`~fairgate.guardrails.probe_runner.BackgroundProbe`). A policy reload in
+        the meantime leaves this call on the probe it started with.
         """
         if len(screens) != len(texts) or len(labels) != len(texts):
             raise ValueError(
                 f"got {len(texts)} texts, {len(screens)} screens and {len(labels)} labels; pass one of each per item"
             )
-        with self._lock:
+        with self._lock:  # one consistent view of the probe, the policy and the scorer
             probe = self._probe
-            if probe is None or not texts:
-                return []
-            guard: ProbeGuard | None = None
-            toxicity_scorer = scorer if scorer is not None else self._scorer
-            if self._toxicity_on and toxicity_scorer is not None:
-                guard = ProbeGuard(score=lambda rows: self._score_with(toxicity_scorer, rows), action=self._row_action)
-            started = time.perf_counter()
-            try:
-                return probe.run(texts, labels, guard=guard, classifier=classifier)
-            except Exception:
-                probe.failed()
-                logger.exception("counterfactual probe failed on a batch of %d; the decisions stand", len(texts))
-                return []
-            finally:
-                self.metrics.monitor_duration.labels(monitor=PROBE_MONITOR).observe(time.perf_counter() - started)
+            toxicity_on = self._toxicity_on
+            own_scorer = self._scorer
+            row_action = self._row_action_of(self.policy)
+        if probe is None or not texts:
+            return []
+        guard: ProbeGuard | None = None
+        toxicity_scorer = scorer if scorer is not None else own_scorer
+        if toxicity_on and toxicity_scorer is not None:
+            guard = ProbeGuard(score=lambda rows: self._score_with(toxicity_scorer, rows), action=row_action)
+        started = time.perf_counter()
+        try:
+            return probe.run(texts, labels, guard=guard, classifier=classifier)
+        except Exception:
+            probe.failed()
+            logger.exception("counterfactual probe failed on a batch of %d; the decisions stand", len(texts))
+            return []
+        finally:
+            self.metrics.monitor_duration.labels(monitor=PROBE_MONITOR).observe(time.perf_counter() - started)
 
     def _score_with(self, scorer: ToxicityScorer, texts: Sequence[str]) -> list[dict[str, float]]:
         """``scorer``'s rows as ``{category: score}``, checked like the screen's (shape, finite)."""
@@ -615,7 +594,12 @@ class Guard:
 
     def _row_action(self, scores: Mapping[str, float]) -> Action:
         """The toxicity action the policy's thresholds give a row of scores."""
-        return self._toxicity_screen("input", (), dict(scores)).action
+        return _toxicity_screen(self.policy, "input", (), dict(scores)).action
+
+    @staticmethod
+    def _row_action_of(policy: Policy) -> Callable[[Mapping[str, float]], Action]:
+        """:meth:`_row_action` fixed to ``policy`` (a probe off the lock keeps the policy it started with)."""
+        return lambda scores: _toxicity_screen(policy, "input", (), dict(scores)).action
 
     # -- after inference --------------------------------------------------------------
 
@@ -912,6 +896,43 @@ class Guard:
             ),
             domain=self._domain_status(),
         )
+
+
+def _toxicity_screen(policy: Policy, stage: ScreenStage, groups: tuple[str, ...], scores: dict[str, float]) -> Screen:
+    """What ``policy``'s toxicity thresholds do with one row of scores: action and reasons."""
+    reasons: list[Reason] = []
+    action: Action
+    threshold: float
+    for category, score in scores.items():
+        bounds = policy.toxicity.categories.get(category)
+        if bounds is None:
+            continue
+        if bounds.block is not None and score >= bounds.block:
+            action, threshold = "block", bounds.block
+        elif bounds.flag is not None and score >= bounds.flag:
+            action, threshold = "flag", bounds.flag
+        else:
+            continue
+        reasons.append(
+            Reason(
+                monitor=TOXICITY_MONITOR,
+                stage=stage,
+                code=f"toxicity_{category}",
+                action=action,
+                category=category,
+                value=score,
+                threshold=threshold,
+                message=f"{category} score {score:.3f} >= {action} threshold {threshold}",
+            )
+        )
+    reasons.sort(key=lambda r: (r.action != "block", -(r.value or 0.0)))
+    return Screen(
+        stage=stage,
+        action=most_severe([r.action for r in reasons]),
+        reasons=tuple(reasons),
+        toxicity=scores,
+        groups=groups,
+    )
 
 
 def _same_probe(old: Policy, new: Policy) -> bool:

@@ -177,6 +177,11 @@ class GuardMetrics:
             ["kind", "model"],
             registry=registry,
         )
+        self.counterfactual_dropped = Counter(
+            "fairgate_counterfactual_dropped_batches",
+            "Decided batches the counterfactual probe left unprobed: its background queue was full.",
+            registry=registry,
+        )
 
         # The domain-shift monitor (guardrails/domain_monitor.py); no labels: one per worker.
         self.domain_score = Histogram(

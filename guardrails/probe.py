@@ -27,12 +27,19 @@ Sampling draws from the random source passed in (one draw per item of a batch wh
 
 The running figures (``status``) are this process's, since the guard started or the
 probe's policy changed; the Prometheus metrics add up over workers and replicas.
+
+The probe keeps a small lock of its own around its sampling and its tallies, and holds
+no lock while the models score: a probe scores up to ``max_variants_per_batch`` rows per
+model, which costs several requests' worth of model time, and the service runs it on a
+background thread (:class:`~fairgate.guardrails.probe_runner.BackgroundProbe`) so that no
+request waits for it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,8 +155,9 @@ class CounterfactualProbe:
     Built by :class:`~fairgate.guardrails.Guard` from the policy's ``counterfactual``
     section; everything is passed in: the swapper (the guard's lexicon), the metrics (the
     guard's registry), ``rng``, the random source of the sampling, and ``label_values``, the
-    group label values of the policy. Not thread-safe on its own: the guard calls it, and
-    reads its status, under the guard's lock.
+    group label values of the policy. Thread-safe: the sampling draws and the tallies are
+    behind the probe's own lock, which is never held while a model scores, so a probe in
+    flight on one thread never holds up a status read or a batch on another.
 
     Raises :class:`PolicyError` naming the key and the fix when a kind is not an axis of
     the lexicon, has a single group, or needs more rows than ``max_variants_per_batch``.
@@ -174,6 +182,7 @@ class CounterfactualProbe:
         self._tallies = {kind: _KindTally() for kind in self.kinds}
         self._sampled = 0
         self._errors = 0
+        self._lock = threading.Lock()  # the rng draws and the tallies; never held while scoring
         # Series that exist from the start, so rate() and the alert see 0 rather than nothing.
         # ``label_values``: the policy's group label values (the metrics' own may still be the
         # previous policy's while a reload builds this probe).
@@ -206,14 +215,15 @@ class CounterfactualProbe:
             raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; pass one label (or None) per text")
         if not self.active or not texts or (guard is None and classifier is None):
             return []
-        rows, plans = self._plan(texts)
+        with self._lock:
+            rows, plans = self._plan(texts)
         if not plans:
             return []
+        # The models score outside the lock: this is the probe's whole cost.
         guard_results = self._run_guard(guard, rows, plans) if guard is not None else {}
         classifier_results = self._run_classifier(classifier, rows, plans, labels) if classifier is not None else {}
-        records = []
-        for k, plan in enumerate(plans):
-            record = ProbeRecord(
+        records = [
+            ProbeRecord(
                 item=plan.item,
                 kind=plan.kind,
                 source_groups=plan.source_groups,
@@ -221,13 +231,17 @@ class CounterfactualProbe:
                 guard=guard_results.get(k),
                 classifier=classifier_results.get(k),
             )
-            self._record(record)
-            records.append(record)
+            for k, plan in enumerate(plans)
+        ]
+        with self._lock:
+            for record in records:
+                self._record(record)
         return records
 
     def failed(self) -> None:
         """Count a failed probe (the guard logs it; the status shows the count)."""
-        self._errors += 1
+        with self._lock:
+            self._errors += 1
 
     # -- planning ---------------------------------------------------------------------
 
@@ -342,6 +356,10 @@ class CounterfactualProbe:
 
     def status(self) -> CounterfactualStatus:
         """Per kind: items probed, mean and largest gap, flips and flip rate per model, unfavoured groups."""
+        with self._lock:
+            return self._status()
+
+    def _status(self) -> CounterfactualStatus:
         kinds = []
         for kind, tally in self._tallies.items():
             models = [

@@ -124,6 +124,9 @@ def run_set(name: str, texts: Sequence[str], policy: Path, args: argparse.Namesp
     env = {
         "FAIRGATE_POLICY": str(policy),
         "FAIRGATE_WORKERS": "1",  # the status is per worker: one worker sees every item
+        # Probe inline, before each answer: every item is probed, which the background
+        # probe's bounded queue would not keep up with (it drops batches instead).
+        "FAIRGATE_PROBE_QUEUE_BATCHES": "0",
         # Every item probed makes a batch several times dearer; a request past the service's
         # timeout gets 503 while its batch (and the probe) still runs, so a retry would count twice.
         "FAIRGATE_REQUEST_TIMEOUT_S": str(args.request_timeout),

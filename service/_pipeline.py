@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fairgate.guardrails.groups import RequestGroup
     from fairgate.guardrails.metrics import GuardMetrics
     from fairgate.guardrails.probe import ProbeRecord
+    from fairgate.guardrails.probe_runner import BackgroundProbe
     from fairgate.guardrails.scorers import ToxicityScorer
 
 __all__ = ["BatchGuard", "ClassifierModel", "GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
@@ -137,10 +138,13 @@ class GuardedClassifier:
     docs/service.md, "Explanations"); ``None`` uses the guard's own scorer. A batch where
     no item asks makes no extra call.
 
-    The counterfactual probe (policy ``counterfactual``; :meth:`Guard.probe`) runs last too,
-    on the batch's sample: at most one more guard-model call (``explain_scorer``, outside
-    the deadline for the same reason) and one more classifier run, each of at most
-    ``max_variants_per_batch`` rows. It measures and never changes a result.
+    The counterfactual probe (policy ``counterfactual``; :meth:`Guard.probe`) measures the
+    decided batch on its sample: at most one more guard-model call (``explain_scorer``,
+    outside the deadline for the same reason) and one more classifier run, each of at most
+    ``max_variants_per_batch`` rows. It never changes a result. With ``probe_runner`` (the
+    service passes a :class:`~fairgate.guardrails.probe_runner.BackgroundProbe`) it runs
+    after the batch is answered, on the runner's thread and outside the guard's lock, so no
+    request waits for it; without one it runs inline, last in the batch (tests, embedding).
     """
 
     def __init__(
@@ -154,6 +158,7 @@ class GuardedClassifier:
         explain_top_k: int = DEFAULT_TOP_K,
         clock: Callable[[], float] = time.perf_counter,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        probe_runner: BackgroundProbe | None = None,
     ) -> None:
         self.classifier = classifier
         self.guard = guard
@@ -164,6 +169,7 @@ class GuardedClassifier:
         self._clock = clock
         self._new_id = new_id
         self._embedding_shape_warned = False
+        self.probe_runner = probe_runner
         self._probe_classifier = ProbeClassifier(
             labels=tuple(classifier.labels), predict=self._classifier_probabilities
         )
@@ -179,19 +185,17 @@ class GuardedClassifier:
             results, screens = self._classify_locked(texts, groups)
             if explain:
                 self._explain(texts, screens, explain, results)
-            self._probe(texts, screens, results)
-            return results
+        labels = [result.label for result in results]
+        if self.probe_runner is None:
+            self._probe(texts, screens, labels)
+        else:  # answered now; probed when the runner's thread gets to it (or dropped and counted)
+            self.probe_runner.submit(lambda: self._probe(texts, screens, labels))
+        return results
 
-    def _probe(self, texts: list[str], screens: Sequence[Screen], results: Sequence[ClassifyResult]) -> None:
-        """The counterfactual probe on the decided batch: records metrics, never touches ``results``."""
+    def _probe(self, texts: list[str], screens: Sequence[Screen], labels: list[str | None]) -> None:
+        """The counterfactual probe on a decided batch: records metrics, never touches a result."""
         try:
-            self.guard.probe(
-                texts,
-                screens,
-                [result.label for result in results],
-                scorer=self.explain_scorer,
-                classifier=self._probe_classifier,
-            )
+            self.guard.probe(texts, screens, labels, scorer=self.explain_scorer, classifier=self._probe_classifier)
         except Exception:  # a measurement: log it, answer the decisions
             logger.exception("the counterfactual probe failed on a batch of %d items; the decisions stand", len(texts))
 
@@ -349,5 +353,14 @@ class GuardedClassifier:
         return probabilities, embeddings
 
     def status(self) -> GuardStatus:
-        """The guard's status; it takes the guard's lock, so it never sees half a batch."""
-        return self.guard.status()
+        """The guard's status; it takes the guard's lock, so it never sees half a batch.
+
+        With a background probe, its queue (``pending``) and the batches it had to leave
+        out (``dropped``) join the probe's figures.
+        """
+        status = self.guard.status()
+        runner, probe = self.probe_runner, status.counterfactual
+        if runner is None or probe is None:
+            return status
+        probe = probe.model_copy(update={"pending": runner.pending, "dropped": runner.dropped})
+        return status.model_copy(update={"counterfactual": probe})

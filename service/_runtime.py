@@ -162,6 +162,7 @@ def load_runtime(
     from fairgate.guardrails.guard import Guard
     from fairgate.guardrails.onnx_model import OnnxTextModel
     from fairgate.guardrails.policy import default_policy_path, load_policy
+    from fairgate.guardrails.probe_runner import BackgroundProbe
     from fairgate.guardrails.scorers import OnnxToxicityScorer
     from fairgate.service._faults import apply_faults
     from fairgate.service._pipeline import GuardedClassifier
@@ -205,8 +206,19 @@ def load_runtime(
         domain=domain,
         domain_unavailable=domain_off or "",
     )
+    # The counterfactual probe measures after the answer, on a low-priority thread
+    # (guardrails/probe_runner.py): inline it held up every request queued behind its batch.
+    probe_runner = None
+    if service.probe_queue_batches > 0:
+        probe_runner = BackgroundProbe(
+            max_batches=service.probe_queue_batches, on_dropped=the_guard.metrics.counterfactual_dropped.inc
+        )
     pipeline = GuardedClassifier(
-        classifier=classifier_model, guard=the_guard, guard_model=guard_model, explain_scorer=explain_scorer
+        classifier=classifier_model,
+        guard=the_guard,
+        guard_model=guard_model,
+        explain_scorer=explain_scorer,
+        probe_runner=probe_runner,
     )
     the_guard.metrics.set_model_info(role="classifier", tag=classifier.tag, variant=variant)
     the_guard.metrics.set_model_info(role="guard", tag=guard.tag, variant=variant)

@@ -191,6 +191,9 @@ class FairgateWorker:
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.close()
+        runtime = self._runtime
+        if runtime is not None and runtime.pipeline.probe_runner is not None:
+            runtime.pipeline.probe_runner.close()
 
     def __is_ready__(self) -> bool:
         """Ready only when both models and the policy are loaded."""

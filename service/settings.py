@@ -104,6 +104,13 @@ class ServiceSettings(_Section):
         default=8, ge=1, le=1024, description="texts per length-sorted sub-batch inside a batch"
     )
     access_log: bool = Field(default=False, description="BentoML's per-request access log line")
+    probe_queue_batches: int = Field(
+        default=8,
+        ge=0,
+        le=100_000,
+        description="decided batches waiting for the background counterfactual probe; a batch past it is "
+        "left unprobed and counted (0: probe inline, before the batch is answered)",
+    )
     max_items: int = Field(
         default=DEFAULT_MAX_ITEMS, ge=1, le=4096, description="most items in one /classify_batch request"
     )

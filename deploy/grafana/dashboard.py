@@ -532,7 +532,10 @@ def build_dashboard() -> Any:
                 "Flips in the last hour per kind, model and the group swapped in "
                 "(fairgate_counterfactual_flips_total; groups outside the policy's allowed list "
                 "count as other), and the variants scored per kind "
-                "(fairgate:counterfactual_variants:increase1h, the flip rate's sample size).",
+                "(fairgate:counterfactual_variants:increase1h, the flip rate's sample size). "
+                "The probe runs after the answer on a low-priority thread; batches it had to "
+                "leave out because it fell behind (fairgate_counterfactual_dropped_batches_total) "
+                "mean it sampled less than counterfactual.sample.",
                 [
                     (
                         "sum by (kind, model, group) (increase(fairgate_counterfactual_flips_total{"
@@ -541,6 +544,10 @@ def build_dashboard() -> Any:
                         "flips {{kind}} {{model}} -> {{group}}",
                     ),
                     ("fairgate:counterfactual_variants:increase1h", "variants {{kind}} {{model}}"),
+                    (
+                        "sum(increase(fairgate_counterfactual_dropped_batches_total{" + INSTANCE + "}[1h]))",
+                        "batches left unprobed",
+                    ),
                 ],
                 unit="short",
             ).span(8)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fairgate.guardrails.decision import CounterfactualStatus
 from fairgate.service.edge.errors import ErrorResponse
 from fairgate.service.schemas import ClassifyResult, GuardrailsStatusResponse
 from loadtests._server import BentoServer
@@ -76,6 +77,18 @@ def two_workers(start_service, tiny_store: TinyStore, test_policy: SplitPolicy) 
     server = start_service(service_env(tiny_store, test_policy, FAIRGATE_WORKERS="2"), name="two-workers")
     server.wait_ready()
     yield server
+
+
+def wait_for_probe(url: str, timeout_s: float = 30.0) -> CounterfactualStatus:
+    """The worker's probe status once no decided batch waits for the background probe."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = GuardrailsStatusResponse.model_validate(httpx.get(url + "/guardrails/status", timeout=10).json())
+        probe = status.guardrails.counterfactual if status.guardrails is not None else None
+        assert probe is not None, "the status has no counterfactual section"
+        if probe.pending == 0 or time.monotonic() > deadline:
+            return probe
+        time.sleep(0.05)
 
 
 def classify(url: str, text: str, group: str | None = None) -> httpx.Response:
@@ -277,6 +290,9 @@ def test_traffic_naming_groups_moves_the_counterfactual_metrics_and_status(
     ]
     response = httpx.post(one_worker.url + "/classify_batch", json={"items": items}, timeout=30)
     assert response.status_code == 200
+    # The service answers first and probes on a background thread: wait until it is done.
+    status = wait_for_probe(one_worker.url)
+    assert status.dropped == 0 and status.pending == 0
     after = metric_samples(one_worker.url)
 
     def moved(name: str, **labels: str) -> float:

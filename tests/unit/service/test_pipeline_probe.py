@@ -4,15 +4,19 @@ decision, one extra call per model at most, never changing a result."""
 from __future__ import annotations
 
 import random
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
 from fairgate.guardrails import Guard, OnnxToxicityScorer, Policy
 from fairgate.guardrails.onnx_model import OnnxTextModel
+from fairgate.guardrails.probe_runner import BackgroundProbe
 from fairgate.service._pipeline import GuardedClassifier
 from fairgate.service.schemas import ClassifyResult
 from tests.helpers.counting_models import CountingClassifier, CountingScorer
@@ -138,3 +142,59 @@ def test_probe_respects_the_row_bound_in_the_pipeline(dirs: tuple[Path, Path]) -
     assert status is not None
     [religion] = status.kinds
     assert (religion.items, religion.skipped) == (1, 2)
+
+
+class GatedScorer(CountingScorer):
+    """A counting scorer whose calls wait for ``release`` (a probe still scoring)."""
+
+    def __init__(self, inner: OnnxToxicityScorer) -> None:
+        super().__init__(inner)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        self.entered.set()
+        assert self.release.wait(10.0), "the test never released the probe"
+        return super().score(texts)
+
+
+def test_a_background_probe_holds_up_no_answer_and_measures_the_same(dirs: tuple[Path, Path]) -> None:
+    inline = setup(dirs, probe={"sample": 1.0, "max_variants_per_batch": 64})
+    background = setup(dirs, probe={"sample": 1.0, "max_variants_per_batch": 64})
+    gated = GatedScorer(background.probe_scorer.inner)
+    runner = BackgroundProbe(max_batches=1, on_dropped=background.pipeline.guard.metrics.counterfactual_dropped.inc)
+    background.pipeline.explain_scorer = gated
+    background.pipeline.probe_runner = runner
+    try:
+        expected = _decided(inline.pipeline.classify(ITEMS))
+        # The first batch is answered while its probe is stuck in the probe's scorer ...
+        first = background.pipeline.classify(ITEMS)
+        assert gated.entered.wait(10.0)
+        assert _decided(first) == expected
+        # ... and so is the next: the probe holds neither the guard's lock nor the caller.
+        second = background.pipeline.classify([Item("hello world")])
+        assert [r.action for r in second] == ["allow"]
+        status = background.pipeline.status().counterfactual
+        assert status is not None and status.pending == 2 and status.dropped == 0
+        # The queue (1 batch) is full: a third batch is answered, left unprobed and counted.
+        third = background.pipeline.classify([Item("nice day for women")])
+        assert [r.action for r in third] == ["allow"]
+        status = background.pipeline.status().counterfactual
+        assert status is not None and status.dropped == 1
+        assert background.registry.get_sample_value("fairgate_counterfactual_dropped_batches_total") == 1
+
+        gated.release.set()
+        assert runner.wait(10.0)
+    finally:
+        gated.release.set()
+        runner.close()
+    # What the probe measured on the first batch is what the inline probe measured.
+    assert gated.calls == [19]  # "hello world" names no group: nothing to score
+    value_inline, value_background = inline.registry.get_sample_value, background.registry.get_sample_value
+    for kind, model in [("religion", "guard"), ("gender", "guard"), ("gender", "classifier")]:
+        labels = {"kind": kind, "model": model}
+        assert value_background("fairgate_counterfactual_gap_count", labels) == value_inline(
+            "fairgate_counterfactual_gap_count", labels
+        )
+    status = background.pipeline.status().counterfactual
+    assert status is not None and status.pending == 0 and status.sampled == 6  # 5 items + "hello world"
