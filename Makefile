@@ -10,6 +10,9 @@ WORKERS ?= 1
 REDIS_URL ?= $(FAIRGATE_REDIS_URL)
 # `make bench REDIS=1` adds a run with the windows in a private redis-server (or REDIS=redis://...).
 REDIS ?=
+# `make bench REDIS=1 REDIS_ROUNDS=4` pools 4 pairs of phases without/with Redis (about 90 s each).
+REDIS_ROUNDS ?=
+BENCH_BUDGET ?= 1500
 # `make bench COMPARE_GUARD=A,B` (and/or COMPARE_CLASSIFIER=A,B) runs both model variants side by side first.
 COMPARE_GUARD ?=
 COMPARE_CLASSIFIER ?=
@@ -57,7 +60,7 @@ test-fast: $(STAMP)
 bench: models
 	$(BIN)/python -m loadtests.bench $(if $(filter 1 yes true,$(REDIS)),--redis,$(if $(REDIS),--redis $(REDIS),)) \
 		$(if $(COMPARE_GUARD),--compare-guard-tag $(COMPARE_GUARD),) $(if $(COMPARE_CLASSIFIER),--compare-classifier-tag $(COMPARE_CLASSIFIER),) \
-		$(if $(COMPARE_PROBE),--compare-probe $(COMPARE_PROBE),)
+		$(if $(COMPARE_PROBE),--compare-probe $(COMPARE_PROBE),) $(if $(REDIS_ROUNDS),--redis-rounds $(REDIS_ROUNDS) --budget $(BENCH_BUDGET),)
 
 # The bento installs the project from its wheel (bentofile.yaml): build it first, offline.
 wheel: $(STAMP)

@@ -44,3 +44,44 @@ def test_missing_redis_server_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp
         _redis.redis_for_bench("auto", log_dir=tmp_path),
     ):
         pass
+
+
+def test_balanced_order_puts_each_mode_at_every_position() -> None:
+    assert bench.balanced_order(1) == "LR"
+    assert bench.balanced_order(2) == "LRRL"
+    order = bench.balanced_order(4)
+    assert order == "LRRLRLLR"
+    # Every mode as often in the first half as in the second: a drift weighs on both alike.
+    assert order[:4].count("L") == order[4:].count("L") == 2
+
+
+def test_rounds_judge_the_targets_on_pooled_latencies_and_mean_saturation() -> None:
+    # The first pair alone would miss the p99 target (+8 ms) by one slow draw; pooled over
+    # four pairs the Redis tail is 2 ms longer and the saturation means are 60 and 57.
+    rounds = {
+        "order": "LRRLRLLR",
+        "phases": [
+            {"mode": m, **phase(rps, None)}
+            for m, rps in zip("RLRLLR", (56.0, 61.0, 58.0, 59.0, 60.0, 57.0), strict=True)
+        ],
+    }
+    latencies = {"L": [20.0] * 392 + [40.0] * 8, "R": [21.0] * 392 + [42.0] * 8}
+    got = bench.redis_comparison(phase(60.0, 40.0), phase(57.0, 48.0), rounds=rounds, latencies=latencies)
+    assert got["saturation_rps"] == [60.0, 57.0] and got["saturation_ratio"] == 0.95
+    assert got["pooled"]["L"] == {"n": 400, "p50_ms": 20.0, "p95_ms": 20.0, "p99_ms": 40.0}
+    assert got["p99_ms_half_load"] == [40.0, 42.0] and got["p99_delta_ms"] == 2.0
+    assert {k: v["met"] for k, v in got["targets"].items()} == {"saturation_ratio": True, "p99_delta_ms": True}
+    # Without rounds the same pair is judged alone.
+    alone = bench.redis_comparison(phase(60.0, 40.0), phase(57.0, 48.0))
+    assert "pooled" not in alone and alone["p99_delta_ms"] == 8.0 and not alone["targets"]["p99_delta_ms"]["met"]
+
+
+def test_redis_rounds_need_redis_and_at_least_one_pair(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench._parse_args(["--redis", "--redis-rounds", "4"]).redis_rounds == 4
+    assert bench._parse_args([]).redis_rounds == 1
+    with pytest.raises(SystemExit):
+        bench._parse_args(["--redis-rounds", "3"])
+    assert "--redis-rounds needs --redis" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench._parse_args(["--redis", "--redis-rounds", "0"])
+    assert "give 1 or more pairs" in capsys.readouterr().err
