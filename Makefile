@@ -12,7 +12,8 @@ REDIS_URL ?= $(FAIRGATE_REDIS_URL)
 REDIS ?=
 # `make bench REDIS=1 REDIS_ROUNDS=4` pools 4 pairs of phases without/with Redis (about 90 s each).
 REDIS_ROUNDS ?=
-BENCH_BUDGET ?= 1500
+# The run's time budget with REDIS_ROUNDS: the other phases plus about 200 s per pair.
+BENCH_BUDGET ?= $(if $(REDIS_ROUNDS),$(shell echo $$((600 + 200 * $(REDIS_ROUNDS)))),540)
 # `make bench COMPARE_GUARD=A,B` (and/or COMPARE_CLASSIFIER=A,B) runs both model variants side by side first.
 COMPARE_GUARD ?=
 COMPARE_CLASSIFIER ?=

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -95,10 +96,10 @@ class Guard:
     several threads is the scorer's own concern (ONNX Runtime sessions are thread-safe),
     so embedded callers screen in parallel. A caller that needs several calls to act as
     one unit holds :attr:`lock` around them; the service's pipeline does so for a whole
-    batch (screen -> classifier -> review) and has no lock of its own. :meth:`probe` takes
-    it only to read which probe and policy to use: its model calls, several batches' worth
-    of rows, run outside it (the probe's own lock guards its sampling and tallies), so a
-    probe on a background thread never holds up a batch.
+    batch (screen -> classifier -> review) and has no lock of its own. :meth:`probe` does
+    not take it: it reads its probe and policy from one snapshot that :meth:`apply_policy`
+    swaps in a single assignment, and the probe's own lock guards its sampling and tallies,
+    so a probe on a background thread holds no lock a batch needs.
 
     Not the same concern, and so not merged into this one: each window store keeps a
     small lock of its own (``InMemoryWindowStore``, ``LocalMonitorStore``), because a
@@ -142,6 +143,7 @@ class Guard:
         self.metrics.policy_info.labels(version=policy.version).set(1)
         self.monitors: tuple[RateMonitor, ...] = tuple(self._new_monitor(m) for m in policy.rates.monitors)
         self._probe: CounterfactualProbe | None = self._new_probe(policy)
+        self._probe_view = _ProbeView(self._probe, self._toxicity_on, policy)
         # The domain-shift monitor needs the classifier's reference statistics; without
         # them (a model built before they existed) it is off and says why in the status.
         self._domain_reference = domain
@@ -273,6 +275,7 @@ class Guard:
             self._rates_on = policy.enabled and policy.rates.enabled
             self.resolver = GroupResolver(policy=policy.groups, lexicon=self._lexicon)
             self._probe = probe
+            self._probe_view = _ProbeView(probe, self._toxicity_on, policy)  # one assignment: read without the lock
             self._domain = domain
             if domain is None:
                 self.metrics.domain_alert.set(0)
@@ -331,6 +334,12 @@ class Guard:
                 emptied += [(target.name, g) for g in chosen]
         logger.info("reset %d rate windows (monitor %s, group %s)", len(emptied), monitor or "all", group or "all")
         return emptied
+
+    @property
+    def probe_active(self) -> bool:
+        """Whether :meth:`probe` would measure anything (the policy's probe is on and samples)."""
+        probe = self._probe_view.probe
+        return probe is not None and probe.active
 
     @property
     def lock(self) -> AbstractContextManager[bool]:
@@ -557,27 +566,29 @@ class Guard:
         score histograms (variants are not traffic). A failure is logged (without text),
         counted in the status, and returns no records; it never raises into the request.
 
-        It does not hold :attr:`lock` while the models score (the probe has its own small
-        lock for its sampling and tallies), so it may run on another thread while the next
-        batches are decided: the service runs it on a background thread
+        It never takes :attr:`lock` (the probe has its own small lock for its sampling and
+        tallies), so it may run on another thread while the next batches are decided: the
+        service runs it on a background thread
         (:class:`~fairgate.guardrails.probe_runner.BackgroundProbe`). A policy reload in
-        the meantime leaves this call on the probe it started with.
+        the meantime leaves this call on the probe and policy it started with. Off the
+        request thread, pass a ``scorer`` without a deadline (the service passes the guard's
+        model itself): a deadline-wrapped scorer allows one call in flight, so a probe
+        scoring through it would make a concurrent screen fail.
         """
         if len(screens) != len(texts) or len(labels) != len(texts):
             raise ValueError(
                 f"got {len(texts)} texts, {len(screens)} screens and {len(labels)} labels; pass one of each per item"
             )
-        with self._lock:  # one consistent view of the probe, the policy and the scorer
-            probe = self._probe
-            toxicity_on = self._toxicity_on
-            own_scorer = self._scorer
-            row_action = self._row_action_of(self.policy)
-        if probe is None or not texts:
+        view = self._probe_view  # probe, policy and switch of one policy, swapped in one assignment
+        probe = view.probe
+        if probe is None or not probe.active or not texts:
             return []
         guard: ProbeGuard | None = None
-        toxicity_scorer = scorer if scorer is not None else own_scorer
-        if toxicity_on and toxicity_scorer is not None:
-            guard = ProbeGuard(score=lambda rows: self._score_with(toxicity_scorer, rows), action=row_action)
+        toxicity_scorer = scorer if scorer is not None else self._scorer
+        if view.toxicity_on and toxicity_scorer is not None:
+            guard = ProbeGuard(
+                score=lambda rows: self._score_with(toxicity_scorer, rows), action=self._row_action_of(view.policy)
+            )
         started = time.perf_counter()
         try:
             return probe.run(texts, labels, guard=guard, classifier=classifier)
@@ -896,6 +907,15 @@ class Guard:
             ),
             domain=self._domain_status(),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _ProbeView:
+    """What :meth:`Guard.probe` reads of one policy, swapped whole so it needs no lock."""
+
+    probe: CounterfactualProbe | None
+    toxicity_on: bool
+    policy: Policy
 
 
 def _toxicity_screen(policy: Policy, stage: ScreenStage, groups: tuple[str, ...], scores: dict[str, float]) -> Screen:

@@ -215,11 +215,15 @@ class CounterfactualProbe:
             raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; pass one label (or None) per text")
         if not self.active or not texts or (guard is None and classifier is None):
             return []
-        with self._lock:
-            rows, plans = self._plan(texts)
+        with self._lock:  # only the draws: the swaps and the scoring run outside the lock
+            chosen = self._draw(len(texts))
+        rows, plans, skipped = self._plan(texts, chosen)
+        if skipped:
+            with self._lock:
+                for kind in skipped:
+                    self._tallies[kind].skipped += 1
         if not plans:
             return []
-        # The models score outside the lock: this is the probe's whole cost.
         guard_results = self._run_guard(guard, rows, plans) if guard is not None else {}
         classifier_results = self._run_classifier(classifier, rows, plans, labels) if classifier is not None else {}
         records = [
@@ -245,16 +249,22 @@ class CounterfactualProbe:
 
     # -- planning ---------------------------------------------------------------------
 
-    def _plan(self, texts: Sequence[str]) -> tuple[list[str], list[_Plan]]:
-        """The sampled items' rows (originals and variants) within the budget, and what each probe reads."""
-        budget = self.policy.max_variants_per_batch
+    def _draw(self, n: int) -> list[int]:
+        """The items of a batch of ``n`` drawn by the sample (one draw per item; under the lock)."""
         sample = self.policy.sample
+        chosen = [item for item in range(n) if self._rng.random() < sample]  # never depends on the text
+        self._sampled += len(chosen)
+        return chosen
+
+    def _plan(self, texts: Sequence[str], chosen: Sequence[int]) -> tuple[list[str], list[_Plan], list[str]]:
+        """The drawn items' rows (originals and variants) within the budget, what each probe reads,
+        and the kind of every probe skipped for the budget (pure: no state is touched)."""
+        budget = self.policy.max_variants_per_batch
         rows: list[str] = []
         plans: list[_Plan] = []
-        for item, text in enumerate(texts):
-            if self._rng.random() >= sample:  # one draw per item: the sample does not depend on the text
-                continue
-            self._sampled += 1
+        skipped: list[str] = []
+        for item in chosen:
+            text = texts[item]
             by_kind: dict[str, list[Counterfactual]] = {}
             for variant in self._swapper.counterfactuals(text, axes=self.kinds):
                 by_kind.setdefault(variant.axis, []).append(variant)
@@ -265,7 +275,7 @@ class CounterfactualProbe:
                     continue
                 need = len(variants) + (1 if original is None else 0)
                 if len(rows) + need > budget:
-                    self._tallies[kind].skipped += 1
+                    skipped.append(kind)
                     continue
                 if original is None:
                     original = len(rows)
@@ -282,7 +292,7 @@ class CounterfactualProbe:
                         rows=list(range(first, len(rows))),
                     )
                 )
-        return rows, plans
+        return rows, plans, skipped
 
     # -- scoring ----------------------------------------------------------------------
 

@@ -85,24 +85,23 @@ class BackgroundProbe:
             return self._done
 
     def submit(self, job: ProbeJob) -> bool:
-        """Queue ``job``; False (and ``on_dropped``) when the queue is full or the runner is closed."""
-        with self._lock:
+        """Queue ``job``; False when the runner is closed, False and ``on_dropped`` when the queue is full."""
+        with self._lock:  # put under the lock too: a close() cannot slip its stop marker in before the job
             if self._closed:
                 return False
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
                 self._thread.start()
-        try:
-            self._queue.put_nowait(job)
-        except Full:
-            with self._lock:
-                self._dropped += 1
             try:
-                self._on_dropped()
-            except Exception:  # counting must never fail the request that submitted
-                logger.exception("counting a dropped probe batch failed")
-            return False
-        return True
+                self._queue.put_nowait(job)  # never blocks
+                return True
+            except Full:
+                self._dropped += 1
+        try:
+            self._on_dropped()
+        except Exception:  # counting must never fail the request that submitted
+            logger.exception("counting a dropped probe batch failed")
+        return False
 
     def wait(self, timeout_s: float) -> bool:
         """Wait until every queued job has run; False if some still wait after ``timeout_s``.

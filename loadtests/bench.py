@@ -56,6 +56,7 @@ from typing import Any
 from loadtests._drivers import PhaseResult, arrival_offsets, run_closed_loop, run_open_loop
 from loadtests._http import HttpSender, encode_bodies, post_json
 from loadtests._report import SCHEMA, check_report, format_table, headline
+from loadtests._stats import percentile
 from loadtests._texts import REPO_ROOT, TextCorpus, load_corpus, make_items
 
 logger = logging.getLogger("loadtests.bench")
@@ -163,7 +164,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         metavar="N",
-        help="with --redis: N pairs of phases without/with Redis in a balanced order, pooled (default 1)",
+        help="with --redis: N pairs of phases without/with Redis in the order L R R L R L L R ..., pooled "
+        "(default 1; an even N puts each mode at every position equally often)",
     )
     compare = parser.add_argument_group(
         "model comparison (both variants in alternating rounds of the floor, in this run)"
@@ -701,34 +703,56 @@ def redis_rounds(
     report: dict[str, Any],
     latencies: dict[str, list[float]],
 ) -> dict[str, Any]:
-    """The pairs after the first (``--redis-rounds``), each a fresh server at the first's half-load rate."""
+    """The pairs after the first (``--redis-rounds``), each phase a fresh server at the first's half-load rate.
+
+    A pair starts only when the budget holds two phases as long as the longest so far (plus
+    a margin), so the order stays whole pairs; a phase that fails ends the rounds and keeps
+    the pairs finished before it (its own latencies are dropped).
+    """
     rate = {"half_load": {"offered_rps": (report["fairgate"].get("half_load") or {}).get("offered_rps")}}
+    seconds = report.get("phase_seconds", {})
+    phase_s = max(float(seconds.get("fairgate", 0.0)), float(seconds.get("fairgate_redis", 0.0)), 60.0)
+    order = balanced_order(args.redis_rounds)
     phases: list[dict[str, Any]] = []
-    for k, mode in enumerate(balanced_order(args.redis_rounds)[2:], start=2):
-        if deadline.left() < 120:
-            logger.warning("redis rounds stopped after %d phases: the run's --budget is spent", k)
+    stopped: str | None = None
+    for pair in range(1, args.redis_rounds):
+        if deadline.left() < 2 * phase_s + 60:
+            stopped = f"the run's --budget left {deadline.left():.0f}s, under two phases of {phase_s:.0f}s"
             break
-        if mode == "L":
-            result = phase_fairgate(
-                args, items, tags, log_dir, deadline, open_rate=rate["half_load"]["offered_rps"],
-                log_name=f"fairgate_round{k}.log", latencies_ms=latencies["L"],
-            )
-        else:
-            result = phase_fairgate_redis(
-                args, items, tags, log_dir, deadline, rate,
-                log_name=f"fairgate_redis_round{k}.log", latencies_ms=latencies["R"],
-            )
-        phases.append({"mode": mode, "saturation": result["saturation"], "half_load": result["half_load"]})
-    return {"order": balanced_order(args.redis_rounds)[: 2 + len(phases)], "phases": phases}
+        kept = {mode: len(values) for mode, values in latencies.items()}
+        done: list[dict[str, Any]] = []
+        try:
+            for k in (2 * pair, 2 * pair + 1):
+                mode = order[k]
+                started = time.monotonic()
+                if mode == "L":
+                    result = phase_fairgate(
+                        args, items, tags, log_dir, deadline, open_rate=rate["half_load"]["offered_rps"],
+                        log_name=f"fairgate_round{k}.log", latencies_ms=latencies["L"],
+                    )
+                else:
+                    result = phase_fairgate_redis(
+                        args, items, tags, log_dir, deadline, rate,
+                        log_name=f"fairgate_redis_round{k}.log", latencies_ms=latencies["R"],
+                    )
+                phase_s = max(phase_s, time.monotonic() - started)
+                done.append({"mode": mode, "saturation": result["saturation"], "half_load": result["half_load"]})
+        except (BenchError, ValueError) as error:
+            for mode, n in kept.items():  # the unfinished pair counts for neither mode
+                del latencies[mode][n:]
+            stopped = f"pair {pair + 1} failed: {error}"
+            break
+        phases.extend(done)
+    if stopped is not None:
+        logger.warning("redis rounds stopped after %d of %d pairs: %s", 1 + len(phases) // 2, args.redis_rounds, stopped)
+    return {"order": order[: 2 + len(phases)], "phases": phases, **({"stopped": stopped} if stopped else {})}
 
 
 def _pooled(latencies_ms: list[float]) -> dict[str, Any]:
-    ordered = sorted(latencies_ms)
-
-    def q(f: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(f * (len(ordered) - 1) + 0.5))], 3)
-
-    return {"n": len(ordered), "p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99)} if ordered else {"n": 0}
+    """Percentiles of one mode's pooled half-load latencies, by the same estimator as every phase's."""
+    if not latencies_ms:
+        return {"n": 0}
+    return {"n": len(latencies_ms), **{f"p{q}_ms": round(percentile(latencies_ms, q), 3) for q in (50, 95, 99)}}
 
 
 def redis_comparison(

@@ -71,6 +71,9 @@ class BatchGuard(Protocol):
     @property
     def lock(self) -> AbstractContextManager[object]: ...
 
+    @property
+    def probe_active(self) -> bool: ...
+
     def screen(
         self,
         texts: Sequence[str],
@@ -169,6 +172,11 @@ class GuardedClassifier:
         self._clock = clock
         self._new_id = new_id
         self._embedding_shape_warned = False
+        if probe_runner is not None and explain_scorer is None:
+            raise ValueError(
+                "a background probe_runner needs explain_scorer, the guard's model without the scorer deadline: "
+                "through the guard's own deadline-wrapped scorer a probe in flight would fail a concurrent screen"
+            )
         self.probe_runner = probe_runner
         self._probe_classifier = ProbeClassifier(
             labels=tuple(classifier.labels), predict=self._classifier_probabilities
@@ -185,6 +193,8 @@ class GuardedClassifier:
             results, screens = self._classify_locked(texts, groups)
             if explain:
                 self._explain(texts, screens, explain, results)
+        if not self.guard.probe_active:  # nothing to queue, nothing to count as dropped
+            return results
         labels = [result.label for result in results]
         if self.probe_runner is None:
             self._probe(texts, screens, labels)

@@ -107,7 +107,7 @@ class ServiceSettings(_Section):
     probe_queue_batches: int = Field(
         default=8,
         ge=0,
-        le=100_000,
+        le=1024,
         description="decided batches waiting for the background counterfactual probe; a batch past it is "
         "left unprobed and counted (0: probe inline, before the batch is answered)",
     )

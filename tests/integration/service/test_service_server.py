@@ -281,7 +281,9 @@ def test_metrics_carry_every_fairgate_metric_and_move(one_worker: BentoServer, t
 def test_traffic_naming_groups_moves_the_counterfactual_metrics_and_status(
     one_worker: BentoServer, test_policy: SplitPolicy
 ) -> None:
-    # The test policy probes every item (counterfactual.sample: 1.0).
+    # The test policy probes every item (counterfactual.sample: 1.0); earlier tests' probes
+    # may still be queued on this worker.
+    wait_for_probe(one_worker.url)
     before = metric_samples(one_worker.url)
     items = [
         {"text": "Muslims deserve the same rights as everyone.", "group": None},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -198,3 +198,35 @@ def test_a_background_probe_holds_up_no_answer_and_measures_the_same(dirs: tuple
         )
     status = background.pipeline.status().counterfactual
     assert status is not None and status.pending == 0 and status.sampled == 6  # 5 items + "hello world"
+
+
+def test_with_the_probe_off_nothing_is_queued_or_counted_as_dropped(dirs: tuple[Path, Path]) -> None:
+    off = setup(dirs, probe={"enabled": False})
+    submitted: list[object] = []
+
+    class RecordingRunner(BackgroundProbe):
+        def submit(self, job: Callable[[], object]) -> bool:
+            submitted.append(job)
+            return super().submit(job)
+
+    runner = RecordingRunner(max_batches=1)
+    off.pipeline.probe_runner = runner
+    try:
+        for _ in range(3):
+            off.pipeline.classify(ITEMS)
+        status = off.pipeline.status().counterfactual
+        assert status is not None and not status.enabled
+        assert submitted == [] and status.pending == 0 and status.dropped == 0
+        assert off.registry.get_sample_value("fairgate_counterfactual_dropped_batches_total") == 0
+    finally:
+        runner.close()
+
+
+def test_a_background_probe_needs_a_scorer_without_the_deadline(dirs: tuple[Path, Path]) -> None:
+    on = setup(dirs, probe={"sample": 1.0})
+    with pytest.raises(ValueError, match="needs explain_scorer"):
+        GuardedClassifier(
+            classifier=on.classifier,  # type: ignore[arg-type]
+            guard=on.pipeline.guard,
+            probe_runner=BackgroundProbe(max_batches=1),
+        )
