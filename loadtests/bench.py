@@ -413,7 +413,7 @@ def phase_compare_policy(
             status = _get_json(server.url + "/guardrails/status")
             probe = ((status.get("guardrails") or {}).get("counterfactual") or {}) if isinstance(status, dict) else status
             result["probe_status"][label] = (
-                {k: probe.get(k) for k in ("enabled", "sample", "sampled", "errors")}
+                {k: probe.get(k) for k in ("enabled", "sample", "sampled", "errors", "pending", "dropped")}
                 | {"probed_items": sum(k.get("items", 0) for k in probe.get("kinds") or [])}
                 if isinstance(probe, dict)
                 else probe
