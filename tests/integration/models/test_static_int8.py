@@ -160,3 +160,57 @@ def test_auto_mode_falls_back_to_dynamic_when_static_misses_the_gate(
     assert export["quantization"]["mode"] == "dynamic"
     assert export["quantization"]["static_attempt"]["int8_label_agreement"] == 0.5
     assert "static missed the int8 agreement gate" in export["quantization"]["chosen_because"]
+
+
+@pytest.mark.parametrize("wide_agreement", [1.0, 0.98])
+def test_auto_mode_keeps_every_ffn_matmul_in_fp32_when_dynamic_misses_the_gate_too(
+    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wide_agreement: float
+) -> None:
+    import fairgate.models.export as export_module
+    from fairgate.guardrails.normalize import TextNormalization
+    from fairgate.models.errors import ExportParityError
+    from fairgate.models.export import ParityReport
+    from fairgate.models.pipeline import StoreTarget, TrainedModel, _export_with_parity
+
+    encoder = resolve_encoder(str(tiny_encoder_dir))
+    seed_everything(1)
+    model = load_sequence_classifier(encoder, labels=["negative", "positive"])
+    modes: list[str] = []
+
+    def fake_parity(*, model_dir: Path, int8_min_agreement: float, raise_on_failure: bool = True, **_: object):
+        import onnx
+
+        nodes = onnx.load(str(model_dir / "model.int8.onnx")).graph.node
+        if "DynamicQuantizeLinear" not in {n.op_type for n in nodes}:
+            mode, agreement = "static", 0.5
+        elif any(n.op_type == "MatMul" and n.name.endswith("/intermediate/dense/MatMul") for n in nodes):
+            mode, agreement = "dynamic-ffn-fp32", wide_agreement
+        else:
+            mode, agreement = "dynamic", 0.98
+        modes.append(mode)
+        report = ParityReport(n=6, fp32_max_abs_diff=0.0, fp32_label_agreement=1.0, int8_max_abs_diff=0.1,
+                              int8_label_agreement=agreement, fp32_tolerance=1e-3,
+                              int8_min_agreement=int8_min_agreement)
+        if raise_on_failure and not report.passed:
+            raise ExportParityError(f"int8 label agreement {agreement} is below {int8_min_agreement}")
+        return report
+
+    monkeypatch.setattr(export_module, "check_parity", fake_parity)
+    trained = TrainedModel(model=model, tokenizer=load_tokenizer(encoder), task="single_label_classification",
+                           labels=["negative", "positive"], max_length=32, normalization=TextNormalization.none(),
+                           parity_texts=TEXTS, calibration_texts=CALIBRATION)
+    target = StoreTarget(name="t", store_labels={}, parity_tolerance=1e-3, int8_min_agreement=0.99)
+    if wide_agreement < 0.99:  # the last resort misses too: nothing is stored
+        with pytest.raises(ExportParityError, match="0.98 is below 0.99"):
+            _export_with_parity(trained, target, tmp_path / "m")
+        assert modes == ["static", "dynamic", "dynamic-ffn-fp32"]
+        return
+    export, report = _export_with_parity(trained, target, tmp_path / "m")
+    assert modes == ["static", "dynamic", "dynamic-ffn-fp32"]
+    assert report.passed
+    quantization = export["quantization"]
+    assert quantization["mode"] == "dynamic"
+    assert any(name.endswith("/intermediate/dense/MatMul") for name in quantization["fp32_nodes"])
+    assert quantization["static_attempt"]["int8_label_agreement"] == 0.5
+    assert quantization["dynamic_attempt"]["int8_label_agreement"] == 0.98
+    assert "dynamic with FFN in fp32" in quantization["chosen_because"]
