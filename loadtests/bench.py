@@ -684,7 +684,7 @@ def phase_fairgate_redis(
         raise BenchError(str(error)) from error
     scope = (result.get("service_status") or {}).get("window_scope")
     if scope != "fleet":
-        raise BenchError(f"the service did not use Redis (window_scope {scope!r}); see fairgate_redis.log")
+        raise BenchError(f"the service did not use Redis (window_scope {scope!r}); see {log_name}")
     return result
 
 

@@ -126,17 +126,27 @@ def test_unknown_calibration_method_names_the_choices() -> None:
         StaticQuantization(method="percentile", quant_format="integer-ops")
 
 
-def test_auto_mode_falls_back_to_dynamic_when_static_misses_the_gate(
-    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import fairgate.models.export as export_module
+def _tiny_trained(tiny_encoder_dir: Path):
+    """A tiny untrained classifier as the pipeline hands it to the export, and a 0.99 gate."""
     from fairgate.guardrails.normalize import TextNormalization
-    from fairgate.models.export import ParityReport
-    from fairgate.models.pipeline import StoreTarget, TrainedModel, _export_with_parity
+    from fairgate.models.pipeline import StoreTarget, TrainedModel
 
     encoder = resolve_encoder(str(tiny_encoder_dir))
     seed_everything(1)
     model = load_sequence_classifier(encoder, labels=["negative", "positive"])
+    trained = TrainedModel(model=model, tokenizer=load_tokenizer(encoder), task="single_label_classification",
+                           labels=["negative", "positive"], max_length=32, normalization=TextNormalization.none(),
+                           parity_texts=TEXTS, calibration_texts=CALIBRATION)
+    return trained, StoreTarget(name="t", store_labels={}, parity_tolerance=1e-3, int8_min_agreement=0.99)
+
+
+def test_auto_mode_falls_back_to_dynamic_when_static_misses_the_gate(
+    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fairgate.models.export as export_module
+    from fairgate.models.export import ParityReport
+    from fairgate.models.pipeline import _export_with_parity
+
     modes: list[str] = []
 
     def fake_parity(*, model_dir: Path, int8_min_agreement: float, raise_on_failure: bool = True, **_: object):
@@ -150,10 +160,7 @@ def test_auto_mode_falls_back_to_dynamic_when_static_misses_the_gate(
                             int8_min_agreement=int8_min_agreement)
 
     monkeypatch.setattr(export_module, "check_parity", fake_parity)
-    trained = TrainedModel(model=model, tokenizer=load_tokenizer(encoder), task="single_label_classification",
-                           labels=["negative", "positive"], max_length=32, normalization=TextNormalization.none(),
-                           parity_texts=TEXTS, calibration_texts=CALIBRATION)
-    target = StoreTarget(name="t", store_labels={}, parity_tolerance=1e-3, int8_min_agreement=0.99)
+    trained, target = _tiny_trained(tiny_encoder_dir)
     export, report = _export_with_parity(trained, target, tmp_path / "m")
     assert modes == ["static", "dynamic"]
     assert report.passed
@@ -167,14 +174,10 @@ def test_auto_mode_keeps_every_ffn_matmul_in_fp32_when_dynamic_misses_the_gate_t
     tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wide_agreement: float
 ) -> None:
     import fairgate.models.export as export_module
-    from fairgate.guardrails.normalize import TextNormalization
     from fairgate.models.errors import ExportParityError
     from fairgate.models.export import ParityReport
-    from fairgate.models.pipeline import StoreTarget, TrainedModel, _export_with_parity
+    from fairgate.models.pipeline import _export_with_parity
 
-    encoder = resolve_encoder(str(tiny_encoder_dir))
-    seed_everything(1)
-    model = load_sequence_classifier(encoder, labels=["negative", "positive"])
     modes: list[str] = []
 
     def fake_parity(*, model_dir: Path, int8_min_agreement: float, raise_on_failure: bool = True, **_: object):
@@ -196,10 +199,7 @@ def test_auto_mode_keeps_every_ffn_matmul_in_fp32_when_dynamic_misses_the_gate_t
         return report
 
     monkeypatch.setattr(export_module, "check_parity", fake_parity)
-    trained = TrainedModel(model=model, tokenizer=load_tokenizer(encoder), task="single_label_classification",
-                           labels=["negative", "positive"], max_length=32, normalization=TextNormalization.none(),
-                           parity_texts=TEXTS, calibration_texts=CALIBRATION)
-    target = StoreTarget(name="t", store_labels={}, parity_tolerance=1e-3, int8_min_agreement=0.99)
+    trained, target = _tiny_trained(tiny_encoder_dir)
     if wide_agreement < 0.99:  # the last resort misses too: nothing is stored
         with pytest.raises(ExportParityError, match="0.98 is below 0.99"):
             _export_with_parity(trained, target, tmp_path / "m")
