@@ -143,7 +143,7 @@ class Guard:
         self.metrics.policy_info.labels(version=policy.version).set(1)
         self.monitors: tuple[RateMonitor, ...] = tuple(self._new_monitor(m) for m in policy.rates.monitors)
         self._probe: CounterfactualProbe | None = self._new_probe(policy)
-        self._probe_view = _ProbeView(self._probe, self._toxicity_on, policy)
+        self._probe_view = _ProbeView(self._probe, policy)
         # The domain-shift monitor needs the classifier's reference statistics; without
         # them (a model built before they existed) it is off and says why in the status.
         self._domain_reference = domain
@@ -275,7 +275,7 @@ class Guard:
             self._rates_on = policy.enabled and policy.rates.enabled
             self.resolver = GroupResolver(policy=policy.groups, lexicon=self._lexicon)
             self._probe = probe
-            self._probe_view = _ProbeView(probe, self._toxicity_on, policy)  # one assignment: read without the lock
+            self._probe_view = _ProbeView(probe, policy)  # one assignment: read without the lock
             self._domain = domain
             if domain is None:
                 self.metrics.domain_alert.set(0)
@@ -914,8 +914,11 @@ class _ProbeView:
     """What :meth:`Guard.probe` reads of one policy, swapped whole so it needs no lock."""
 
     probe: CounterfactualProbe | None
-    toxicity_on: bool
     policy: Policy
+
+    @property
+    def toxicity_on(self) -> bool:
+        return self.policy.enabled and self.policy.toxicity.enabled
 
 
 def _toxicity_screen(policy: Policy, stage: ScreenStage, groups: tuple[str, ...], scores: dict[str, float]) -> Screen:

@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from queue import Empty, Full, Queue
+from queue import Full, Queue
 
 __all__ = ["LOWEST_PRIORITY", "BackgroundProbe"]
 
@@ -132,10 +132,7 @@ class BackgroundProbe:
     def _loop(self) -> None:
         self._lower_priority()
         while True:
-            try:
-                job = self._queue.get(timeout=60.0)
-            except Empty:
-                continue
+            job = self._queue.get()  # close() puts None to stop it
             try:
                 if job is None:
                     return

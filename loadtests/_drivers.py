@@ -81,6 +81,10 @@ class PhaseResult:
         end = self.stop_s if self.stop_s is not None else self.wall_s
         return self.window_start_s, end
 
+    def scheduled_in(self, start_s: float, end_s: float) -> list[RequestRecord]:
+        """The requests *scheduled* within ``[start_s, end_s)``."""
+        return [r for r in self.records if start_s <= r.scheduled_s < end_s]
+
     def summary(
         self, *, start_s: float = 0.0, end_s: float | None = None, texts_per_request: float = 1.0
     ) -> LatencySummary:
@@ -93,7 +97,7 @@ class PhaseResult:
         end = self.wall_s if end_s is None else end_s
         if end <= start_s:
             raise ValueError(f"empty window [{start_s}, {end}) for a phase of {self.wall_s:.3f}s")
-        chosen = [r for r in self.records if start_s <= r.scheduled_s < end]
+        chosen = self.scheduled_in(start_s, end)
         ok = [r for r in chosen if r.ok]
         completed_in_window = sum(1 for r in self.records if r.ok and start_s <= r.done_s < end)
         base = summarize(

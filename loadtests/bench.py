@@ -629,9 +629,7 @@ def phase_fairgate(
         result = asyncio.run(_open(server.url, bodies, rate=rate, seconds=warm + seconds, args=args))
         half = result.summary(start_s=warm, end_s=warm + seconds).model_dump()
         if latencies_ms is not None:
-            latencies_ms.extend(
-                r.latency_s * 1000.0 for r in result.records if r.ok and warm <= r.scheduled_s < warm + seconds
-            )
+            latencies_ms.extend(r.latency_s * 1000.0 for r in result.scheduled_in(warm, warm + seconds) if r.ok)
         lags = sorted(r.send_lag_s for r in result.records if r.scheduled_s >= warm)
         half.update(
             offered_rps=round(rate, 3),
@@ -709,7 +707,7 @@ def redis_rounds(
     a margin), so the order stays whole pairs; a phase that fails ends the rounds and keeps
     the pairs finished before it (its own latencies are dropped).
     """
-    rate = {"half_load": {"offered_rps": (report["fairgate"].get("half_load") or {}).get("offered_rps")}}
+    first = report["fairgate"]  # the L phase whose half-load rate every phase uses
     seconds = report.get("phase_seconds", {})
     phase_s = max(float(seconds.get("fairgate", 0.0)), float(seconds.get("fairgate_redis", 0.0)), 60.0)
     order = balanced_order(args.redis_rounds)
@@ -727,12 +725,12 @@ def redis_rounds(
                 started = time.monotonic()
                 if mode == "L":
                     result = phase_fairgate(
-                        args, items, tags, log_dir, deadline, open_rate=rate["half_load"]["offered_rps"],
+                        args, items, tags, log_dir, deadline, open_rate=first["half_load"]["offered_rps"],
                         log_name=f"fairgate_round{k}.log", latencies_ms=latencies["L"],
                     )
                 else:
                     result = phase_fairgate_redis(
-                        args, items, tags, log_dir, deadline, rate,
+                        args, items, tags, log_dir, deadline, first,
                         log_name=f"fairgate_redis_round{k}.log", latencies_ms=latencies["R"],
                     )
                 phase_s = max(phase_s, time.monotonic() - started)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from fairgate.guardrails.normalize import TextNormalization
 
 __all__ = [
+    "KEEP_FP32_DEFAULT",
     "KEEP_FP32_FFN",
     "MANIFEST_FORMAT",
     "QUANTIZATION_MODES",
@@ -122,16 +123,16 @@ def detect_quantization_target(cpuinfo: str | None = None) -> QuantizationTarget
 
 # The feed-forward down-projections (BERT ``output.dense``, DistilBERT ``ffn.lin2``) read
 # post-GELU activations whose outliers ruin a per-tensor dynamic int8 scale.
-_KEEP_FP32 = ("/output/dense/MatMul", "/ffn/lin2/MatMul")
+KEEP_FP32_DEFAULT = ("/output/dense/MatMul", "/ffn/lin2/MatMul")
 # The last resort of a build's int8 fallback: both FFN projections in fp32 (attention and
 # its projections stay int8). On the classifier's default recipe on SST-2 (5,000 sentences)
 # static and dynamic int8 agreed with PyTorch on 0.982 of the 500 validation sentences
 # (gate 0.99), this on 0.986: closer, still short there (docs/models.md).
-KEEP_FP32_FFN = (*_KEEP_FP32, "/intermediate/dense/MatMul", "/ffn/lin1/MatMul")
+KEEP_FP32_FFN = (*KEEP_FP32_DEFAULT, "/intermediate/dense/MatMul", "/ffn/lin1/MatMul")
 
 
-def _fp32_nodes(model_path: Path, suffixes: Sequence[str] = _KEEP_FP32) -> list[str]:
-    """MatMul nodes left in fp32: the FFN down-projections (see ``_KEEP_FP32``)."""
+def _fp32_nodes(model_path: Path, suffixes: Sequence[str] = KEEP_FP32_DEFAULT) -> list[str]:
+    """MatMul nodes left in fp32: the FFN down-projections (see ``KEEP_FP32_DEFAULT``)."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
@@ -179,12 +180,12 @@ def write_int8_variant(
     calibration_texts: Sequence[str] | None = None,
     encode: Callable[[list[str]], Mapping[str, np.ndarray]] | None = None,
     static: StaticQuantization | None = None,
-    keep_fp32: Sequence[str] = _KEEP_FP32,
+    keep_fp32: Sequence[str] = KEEP_FP32_DEFAULT,
 ) -> dict[str, Any]:
     """(Re)write ``model_dir``'s int8 graph from its fp32 graph; return the quantisation record.
 
     ``keep_fp32``: suffixes of the MatMul nodes dynamic int8 leaves in fp32 (default: the
-    FFN down-projections; :data:`KEEP_FP32_FFN` keeps both FFN projections).
+    FFN down-projections, :data:`KEEP_FP32_DEFAULT`; :data:`KEEP_FP32_FFN` keeps both FFN projections).
 
     Separate from the export so that a build can retry with the other mode when one fails
     parity, and so that ``fairgate quantize`` can re-quantise a stored model. ``encode``
@@ -228,7 +229,7 @@ def write_int8_variant(
 
 
 def _write_dynamic_int8(
-    fp32_path: Path, int8_path: Path, target: QuantizationTarget, keep_fp32: Sequence[str] = _KEEP_FP32
+    fp32_path: Path, int8_path: Path, target: QuantizationTarget, keep_fp32: Sequence[str] = KEEP_FP32_DEFAULT
 ) -> dict[str, Any]:
     from optimum.onnxruntime import ORTQuantizer
 

@@ -188,9 +188,16 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
 
     Static int8 is tried first under ``auto`` when the build has calibration texts; if it
     misses the int8 agreement gate (and fp32 is fine), the int8 graph is rewritten with
-    dynamic quantisation and checked again. The record says which mode was stored and why.
+    dynamic quantisation and checked again, then with every FFN MatMul in fp32. The record
+    says which mode was stored, why, and the agreement of each attempt that missed.
     """
-    from fairgate.models.export import KEEP_FP32_FFN, check_parity, export_model_directory, write_int8_variant
+    from fairgate.models.export import (
+        KEEP_FP32_DEFAULT,
+        KEEP_FP32_FFN,
+        check_parity,
+        export_model_directory,
+        write_int8_variant,
+    )
 
     mode = target.quantization_mode
     first: QuantizationMode = (
@@ -234,43 +241,41 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
     if fallback and not report.passed:
         if report.fp32_max_abs_diff > target.parity_tolerance:
             parity(raise_on_failure=True)  # fp32 itself is wrong: no int8 mode can fix that
-        logger.warning(
-            "static int8 label agreement %.4f is below %.4f; storing dynamic int8 instead",
-            report.int8_label_agreement,
-            target.int8_min_agreement,
-        )
-        static_record = export["quantization"]
-        export["quantization"] = write_int8_variant(
-            model_dir,
-            mode="dynamic",
-            target=export["quantization_target"],
-        )
-        export["quantization"]["static_attempt"] = {
-            "calibration": static_record.get("calibration"),
-            "int8_label_agreement": report.int8_label_agreement,
-            "int8_max_abs_diff": report.int8_max_abs_diff,
+        attempts = {
+            "static_attempt": {
+                "calibration": export["quantization"].get("calibration"),
+                "int8_label_agreement": report.int8_label_agreement,
+                "int8_max_abs_diff": report.int8_max_abs_diff,
+            }
         }
-        reason = "auto: static missed the int8 agreement gate, dynamic stored"
-        report = parity(raise_on_failure=False)
-        if not report.passed:
-            # Last resort: both FFN projections in fp32, slower but closer to fp32; if it
-            # still misses the gate the build stops and stores nothing.
+        # Each tier closer to fp32 (and slower) than the one before; past the last the
+        # build stops and stores nothing.
+        tiers = (
+            ("static", "dynamic int8", KEEP_FP32_DEFAULT, "auto: static missed the int8 agreement gate, dynamic stored"),
+            (
+                "dynamic",
+                "dynamic int8 with every FFN MatMul in fp32",
+                KEEP_FP32_FFN,
+                "auto: static and dynamic missed the int8 agreement gate, dynamic with FFN in fp32 stored",
+            ),
+        )
+        for k, (missed, stored, keep_fp32, why) in enumerate(tiers):
             logger.warning(
-                "dynamic int8 label agreement %.4f is below %.4f too; storing dynamic int8 with every FFN "
-                "MatMul in fp32 instead",
-                report.int8_label_agreement,
-                target.int8_min_agreement,
+                "%s int8 label agreement %.4f is below %.4f; storing %s instead",
+                missed, report.int8_label_agreement, target.int8_min_agreement, stored,
             )
-            dynamic_agreement = report.int8_label_agreement
+            if missed != "static":
+                attempts[f"{missed}_attempt"] = {"int8_label_agreement": report.int8_label_agreement}
             export["quantization"] = {
                 **write_int8_variant(
-                    model_dir, mode="dynamic", target=export["quantization_target"], keep_fp32=KEEP_FP32_FFN
+                    model_dir, mode="dynamic", target=export["quantization_target"], keep_fp32=keep_fp32
                 ),
-                "static_attempt": export["quantization"]["static_attempt"],
-                "dynamic_attempt": {"int8_label_agreement": dynamic_agreement},
+                **attempts,
             }
-            reason = "auto: static and dynamic missed the int8 agreement gate, dynamic with FFN in fp32 stored"
-            report = parity(raise_on_failure=True)
+            reason = why
+            report = parity(raise_on_failure=k == len(tiers) - 1)
+            if report.passed:
+                break
         export["sizes_bytes"]["int8"] = (model_dir / "model.int8.onnx").stat().st_size
     export["quantization"]["chosen_because"] = reason
     return export, report
