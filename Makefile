@@ -20,6 +20,9 @@ COMPARE_CLASSIFIER ?=
 # `make bench COMPARE_PROBE=0.05` serves the policy with the counterfactual probe at that sample
 # and with it off, alternating saturation rounds in one run (docs/benchmark.md).
 COMPARE_PROBE ?=
+# `make bench COMPARE_SERVER_ENV="a:FAIRGATE_GUARD_TAG=old b:FAIRGATE_GUARD_TAG=new"` serves two
+# servers that differ in those settings, alternating saturation rounds (docs/benchmark.md).
+COMPARE_SERVER_ENV ?=
 
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
@@ -61,7 +64,8 @@ test-fast: $(STAMP)
 bench: models
 	$(BIN)/python -m loadtests.bench $(if $(filter 1 yes true,$(REDIS)),--redis,$(if $(REDIS),--redis $(REDIS),)) \
 		$(if $(COMPARE_GUARD),--compare-guard-tag $(COMPARE_GUARD),) $(if $(COMPARE_CLASSIFIER),--compare-classifier-tag $(COMPARE_CLASSIFIER),) \
-		$(if $(COMPARE_PROBE),--compare-probe $(COMPARE_PROBE),) $(if $(REDIS_ROUNDS),--redis-rounds $(REDIS_ROUNDS) --budget $(BENCH_BUDGET),)
+		$(if $(COMPARE_PROBE),--compare-probe $(COMPARE_PROBE),) $(if $(REDIS_ROUNDS),--redis-rounds $(REDIS_ROUNDS) --budget $(BENCH_BUDGET),) \
+		$(foreach side,$(COMPARE_SERVER_ENV),--compare-server-env $(side))
 
 # The bento installs the project from its wheel (bentofile.yaml): build it first, offline.
 wheel: $(STAMP)

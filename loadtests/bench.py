@@ -30,7 +30,9 @@ With ``--compare-policy A.yaml,B.yaml`` a ``compare_policy`` phase first serves 
 at once and alternates closed-loop saturation rounds between them, reporting req/s of each
 and the ratio B / A (loadtests/_policy_compare.py). ``--compare-probe [SAMPLE]`` writes the
 pair itself: the base policy with the counterfactual probe off (A) and on at SAMPLE (B,
-default 0.05); the probe's target is B / A >= 0.90.
+default 0.05); the probe's target is B / A >= 0.90. ``--compare-server-env a:KEY=VALUE``
+(repeatable, ``make bench COMPARE_SERVER_ENV="a:K=V b:K=V"``) sets one server's environment
+only: old models and settings against new ones, say, judged on saturation in one run.
 """
 
 from __future__ import annotations
@@ -195,6 +197,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="compare the base policy (--policy or the default) with the counterfactual probe off (A) "
         "and on at SAMPLE (B, default 0.05)",
     )
+    policies.add_argument(
+        "--compare-server-env",
+        action="append",
+        default=[],
+        metavar="SIDE:KEY=VALUE",
+        help="a setting of server A or B only (repeatable), e.g. a:FAIRGATE_INTRA_OP_THREADS=1 "
+        "b:FAIRGATE_GUARD_TAG=fairgate-toxicity:new; alone, both serve the base policy",
+    )
     policies.add_argument("--compare-policy-rounds", type=int, default=4, help="rounds per policy (alternating)")
     policies.add_argument(
         "--compare-policy-round-s", type=float, default=20.0, help="measured seconds per round, after its warm-up"
@@ -323,21 +333,37 @@ def phase_compare(args: argparse.Namespace, corpus: TextCorpus, deadline: Deadli
 
 
 def comparing_policies(args: argparse.Namespace) -> bool:
-    return args.compare_policy is not None or args.compare_probe is not None
+    return args.compare_policy is not None or args.compare_probe is not None or bool(args.compare_server_env)
 
 
-def _policy_pair(args: argparse.Namespace, log_dir: Path) -> tuple[Path, Path]:
-    """The two policy files of ``compare_policy``: given, or written for ``--compare-probe``."""
+def _policy_pair(args: argparse.Namespace, log_dir: Path) -> tuple[Path | None, Path | None]:
+    """The two policy files of ``compare_policy``: given, written for ``--compare-probe``,
+    or the base policy twice (``None``: the bundled default) when only the servers' settings differ."""
     from loadtests._policy_compare import parse_policy_pair, write_probe_policies
 
     try:
         if args.compare_policy is not None:
             return parse_policy_pair(args.compare_policy)
-        return write_probe_policies(
-            Path(args.policy) if args.policy else None, args.compare_probe, log_dir / "compare_policies"
-        )
+        if args.compare_probe is not None:
+            return write_probe_policies(
+                Path(args.policy) if args.policy else None, args.compare_probe, log_dir / "compare_policies"
+            )
     except ValueError as error:  # PolicyError is a ValueError too
         raise BenchError(str(error)) from error
+    base = Path(args.policy) if args.policy else None
+    return base, base
+
+
+def side_env(specs: list[str]) -> dict[str, dict[str, str]]:
+    """``--compare-server-env`` values (``a:KEY=VALUE``) as each side's extra environment."""
+    sides: dict[str, dict[str, str]] = {"a": {}, "b": {}}
+    for spec in specs:
+        side, _, pair = spec.partition(":")
+        key, sep, value = pair.partition("=")
+        if side.lower() not in sides or not sep or not key:
+            raise BenchError(f"--compare-server-env {spec!r} is not a:KEY=VALUE or b:KEY=VALUE")
+        sides[side.lower()][key] = value
+    return sides
 
 
 def phase_compare_policy(
@@ -354,6 +380,7 @@ def phase_compare_policy(
     from loadtests._server import BentoServer
 
     paths = dict(zip(("a", "b"), _policy_pair(args, log_dir), strict=True))
+    sides = side_env(args.compare_server_env)
     reserve = 0.0 if {"floor", "fairgate", "usual"} <= set(args.skip) else 240.0
     bodies = encode_bodies(items)
     with ExitStack() as stack:
@@ -365,7 +392,9 @@ def phase_compare_policy(
                 if not sep or not key:
                     raise BenchError(f"--service-env {pair!r} is not KEY=VALUE")
                 extra[key] = value
-            extra["FAIRGATE_POLICY"] = str(path)
+            if path is not None:
+                extra["FAIRGATE_POLICY"] = str(path)
+            extra.update(sides[label])
             server = BentoServer(
                 target=args.fairgate_target,
                 env=_server_env(extra),
@@ -406,8 +435,9 @@ def phase_compare_policy(
             )
 
         result = alternate_rounds(
-            measure, {k: str(v) for k, v in paths.items()}, rounds=args.compare_policy_rounds
+            measure, {k: str(v or "default") for k, v in paths.items()}, rounds=args.compare_policy_rounds
         )
+        result["server_env"] = sides
         result["probe_status"] = {}
         for label, server in servers.items():
             status = _get_json(server.url + "/guardrails/status")

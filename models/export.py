@@ -17,7 +17,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -121,6 +121,12 @@ def detect_quantization_target(cpuinfo: str | None = None) -> QuantizationTarget
     return "avx2"
 
 
+# ONNX Runtime's CPU SkipLayerNormalization (residual add + LayerNorm in one op) was the
+# slowest op per element in the int8 MiniLM graphs: 13-15% of a batch's time, against 4%
+# for the plain Add and LayerNormalization it replaces (ORT 1.31, AVX2, SST-2 dev batches
+# of 16, one thread; docs/models.md "Int8 speed"). The export leaves it unfused.
+UNFUSED_SKIP_LAYER_NORM = True
+
 # The feed-forward down-projections (BERT ``output.dense``, DistilBERT ``ffn.lin2``) read
 # post-GELU activations whose outliers ruin a per-tensor dynamic int8 scale.
 KEEP_FP32_DEFAULT = ("/output/dense/MatMul", "/ffn/lin2/MatMul")
@@ -129,6 +135,16 @@ KEEP_FP32_DEFAULT = ("/output/dense/MatMul", "/ffn/lin2/MatMul")
 # static and dynamic int8 agreed with PyTorch on 0.982 of the 500 validation sentences
 # (gate 0.99), this on 0.986: closer, still short there (docs/models.md).
 KEEP_FP32_FFN = (*KEEP_FP32_DEFAULT, "/intermediate/dense/MatMul", "/ffn/lin1/MatMul")
+
+
+# optimum's AVX2 config stores u8 weights (u8 x u8 products, MLAS's slower 16-bit path);
+# signed 7-bit weights (``reduce_range``) take the u8 x s8 ``vpmaddubsw`` path without its
+# int16 saturation, as ONNX Runtime advises for x86 without VNNI. Measured on the stored
+# MiniLM models (static, FFN down-projections fp32, SST-2 dev, batch 16, one thread): 11.6
+# -> 10.2 CPU ms per text for the classifier, and int8 label agreement with fp32 up, 0.992
+# -> 0.998 on the bundled reviews, 0.976 -> 0.987 on SST-2 dev (docs/models.md "Int8 speed").
+AVX2_WEIGHTS_DTYPE = "QInt8"
+AVX2_REDUCE_RANGE = True
 
 
 def _fp32_nodes(model_path: Path, suffixes: Sequence[str] = KEEP_FP32_DEFAULT) -> list[str]:
@@ -153,7 +169,12 @@ def _quantization_config(target: QuantizationTarget, *, exclude: list[str]):
     # Measured on the default build (bundled MiniLM + reviews), int8 label agreement with
     # PyTorch on validation/test: per-tensor 0.965/-, per-channel 0.986/0.972, per-channel
     # with the FFN down-projections in fp32 1.000/0.993. Parity needs >= 0.99.
-    return factory(is_static=False, per_channel=True, nodes_to_exclude=exclude)
+    config = factory(is_static=False, per_channel=True, nodes_to_exclude=exclude)
+    if target == "avx2":
+        from onnxruntime.quantization import QuantType
+
+        config = replace(config, weights_dtype=QuantType[AVX2_WEIGHTS_DTYPE], reduce_range=AVX2_REDUCE_RANGE)
+    return config
 
 
 QuantizationMode = Literal["static", "dynamic"]
@@ -319,7 +340,8 @@ def export_model_directory(
     texts; recorded in ``fairgate.json`` so serving applies it (``None``: none recorded).
 
     optimum's ``main_export`` writes the fp32 graph; ``ORTOptimizer`` fuses it (level 2:
-    attention, LayerNorm, GELU fusions for CPU); :func:`write_int8_variant` writes the int8
+    attention, LayerNorm, GELU fusions for CPU; residual adds stay unfused, see
+    :data:`UNFUSED_SKIP_LAYER_NORM`); :func:`write_int8_variant` writes the int8
     variant: ``quantization_mode="static"`` calibrates on ``calibration_texts`` (the
     training texts, normalised) with ``static``'s settings, ``"dynamic"`` uses optimum's
     dynamic config of this CPU. ``embedding_output`` adds the pooled embedding the head
@@ -354,7 +376,11 @@ def export_model_directory(
 
             embedding_source = add_embedding_output(onnx_dir / "model.onnx")
         optimizer = ORTOptimizer.from_pretrained(onnx_dir)
-        optimization = OptimizationConfig(optimization_level=optimization_level, optimize_for_gpu=False)
+        optimization = OptimizationConfig(
+            optimization_level=optimization_level,
+            optimize_for_gpu=False,
+            disable_skip_layer_norm_fusion=UNFUSED_SKIP_LAYER_NORM,
+        )
         optimizer.optimize(optimization_config=optimization, save_dir=opt_dir, file_suffix=None)
         # The fused graph uses contrib ops (Attention, SkipLayerNormalization) that plain
         # ONNX shape inference cannot type; ORT's symbolic shape inference can, and the
@@ -388,6 +414,7 @@ def export_model_directory(
         "quantization_target": target,
         "quantization": quantization_record,
         "optimization_level": optimization_level,
+        "skip_layer_norm_fused": not UNFUSED_SKIP_LAYER_NORM,
         "input_names": input_names,
         "normalization": manifest.get("normalization"),
         "sizes_bytes": {

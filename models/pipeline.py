@@ -183,21 +183,47 @@ def export_and_store(
     return StoredBuild(tag=tag, metadata=record)
 
 
-def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: Path) -> tuple[dict[str, Any], ParityReport]:
-    """Export with the wanted int8 mode and check parity; ``auto`` falls back to dynamic.
+@dataclass(frozen=True)
+class _Int8Tier:
+    """One int8 graph the build may store: its mode, the MatMuls it keeps in fp32, a name."""
 
-    Static int8 is tried first under ``auto`` when the build has calibration texts; if it
-    misses the int8 agreement gate (and fp32 is fine), the int8 graph is rewritten with
-    dynamic quantisation and checked again, then with every FFN MatMul in fp32. The record
-    says which mode was stored, why, and the agreement of each attempt that missed.
+    key: str
+    mode: QuantizationMode
+    keep_fp32: tuple[str, ...]
+    description: str
+
+
+def _fallback_tiers(first: StaticQuantization) -> list[_Int8Tier]:
+    """The int8 graphs tried after ``first`` (static) misses the gate, each closer to fp32.
+
+    Static with the FFN down-projections in fp32 (unless ``first`` already was that),
+    then dynamic with them in fp32, then dynamic with both FFN projections in fp32.
     """
-    from fairgate.models.export import (
-        KEEP_FP32_DEFAULT,
-        KEEP_FP32_FFN,
-        check_parity,
-        export_model_directory,
-        write_int8_variant,
-    )
+    from fairgate.models.export import KEEP_FP32_DEFAULT, KEEP_FP32_FFN
+
+    tiers = []
+    if tuple(first.keep_fp32_suffixes) != KEEP_FP32_DEFAULT:
+        tiers.append(
+            _Int8Tier("static_ffn_down_fp32", "static", KEEP_FP32_DEFAULT, "static int8 with the FFN down-projections in fp32")
+        )
+    tiers.append(_Int8Tier("dynamic", "dynamic", KEEP_FP32_DEFAULT, "dynamic int8"))
+    tiers.append(_Int8Tier("dynamic_ffn_fp32", "dynamic", KEEP_FP32_FFN, "dynamic int8 with every FFN MatMul in fp32"))
+    return tiers
+
+
+def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: Path) -> tuple[dict[str, Any], ParityReport]:
+    """Export with the wanted int8 mode and check parity; ``auto`` falls back tier by tier.
+
+    Under ``auto`` with calibration texts, static int8 of ``target.static`` (by default
+    every MatMul but the FFN down-projections in int8) is tried first; if it misses the int8
+    agreement gate (and fp32 is fine), the int8 graph is rewritten by each of
+    :func:`_fallback_tiers` in turn and checked again, and past the last nothing is
+    stored. The record says which graph was stored, why, and the agreement of each
+    attempt that missed.
+    """
+    from dataclasses import replace
+
+    from fairgate.models.export import check_parity, export_model_directory, hf_encoder, write_int8_variant
 
     mode = target.quantization_mode
     first: QuantizationMode = (
@@ -241,41 +267,38 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
     if fallback and not report.passed:
         if report.fp32_max_abs_diff > target.parity_tolerance:
             parity(raise_on_failure=True)  # fp32 itself is wrong: no int8 mode can fix that
-        attempts = {
-            "static_attempt": {
-                "calibration": export["quantization"].get("calibration"),
+        attempts: dict[str, Any] = {}
+        missed_key, missed, missed_names = "static", "static int8", ["static int8"]
+        missed_record: dict[str, Any] = {"calibration": export["quantization"].get("calibration")}
+        tiers = _fallback_tiers(target.static)
+        for k, tier in enumerate(tiers):
+            logger.warning(
+                "%s: int8 label agreement %.4f is below %.4f; trying %s",
+                missed, report.int8_label_agreement, target.int8_min_agreement, tier.description,
+            )
+            attempts[f"{missed_key}_attempt"] = {
+                **missed_record,
                 "int8_label_agreement": report.int8_label_agreement,
                 "int8_max_abs_diff": report.int8_max_abs_diff,
             }
-        }
-        # Each tier closer to fp32 (and slower) than the one before; past the last the
-        # build stops and stores nothing.
-        tiers = (
-            ("static", "dynamic int8", KEEP_FP32_DEFAULT, "auto: static missed the int8 agreement gate, dynamic stored"),
-            (
-                "dynamic",
-                "dynamic int8 with every FFN MatMul in fp32",
-                KEEP_FP32_FFN,
-                "auto: static and dynamic missed the int8 agreement gate, dynamic with FFN in fp32 stored",
-            ),
-        )
-        for k, (missed, stored, keep_fp32, why) in enumerate(tiers):
-            logger.warning(
-                "%s int8 label agreement %.4f is below %.4f; storing %s instead",
-                missed, report.int8_label_agreement, target.int8_min_agreement, stored,
-            )
-            if missed != "static":
-                attempts[f"{missed}_attempt"] = {"int8_label_agreement": report.int8_label_agreement}
             export["quantization"] = {
                 **write_int8_variant(
-                    model_dir, mode="dynamic", target=export["quantization_target"], keep_fp32=keep_fp32
+                    model_dir,
+                    mode=tier.mode,
+                    target=export["quantization_target"],
+                    calibration_texts=list(trained.calibration_texts),
+                    encode=hf_encoder(trained.tokenizer, max_length=trained.max_length),
+                    static=replace(target.static, keep_fp32_suffixes=tier.keep_fp32),
+                    keep_fp32=tier.keep_fp32,
                 ),
                 **attempts,
             }
-            reason = why
+            reason = f"auto: {', '.join(missed_names)} missed the int8 agreement gate; {tier.description} stored"
             report = parity(raise_on_failure=k == len(tiers) - 1)
             if report.passed:
                 break
+            missed_key, missed, missed_record = tier.key, tier.description, {}
+            missed_names.append(tier.description)
         export["sizes_bytes"]["int8"] = (model_dir / "model.int8.onnx").stat().st_size
     export["quantization"]["chosen_because"] = reason
     return export, report

@@ -80,7 +80,7 @@ class ServiceSettings(_Section):
     intra_op_threads: int | None = Field(
         default=None,
         ge=1,
-        description="ONNX Runtime threads per session (default 1; see threads_per_session)",
+        description="ONNX Runtime threads per session (default: available CPUs / workers; see threads_per_session)",
     )
     workers: int = Field(default=1, ge=1, le=64, description="BentoML worker processes")
     host: str = Field(default="0.0.0.0", min_length=1, description="`fairgate serve`: the address to listen on")
@@ -178,16 +178,24 @@ class ServiceSettings(_Section):
                 raise ValueError(str(error).partition(": ")[2] or str(error)) from None
         return value
 
-    def threads_per_session(self) -> int:
-        """ONNX Runtime intra-op threads per session: explicit, else 1.
+    def threads_per_session(self, cpus: int | None = None) -> int:
+        """ONNX Runtime intra-op threads per session: explicit, else the CPUs shared out over the workers.
 
-        ORT's intra-op pool spins while it waits; when the cores are shared (other workers,
-        the event loop, the tokenizer, neighbours) its threads wait on each other. Measured
-        on this repository's 2-core machine under load (docs/service.md): a MiniLM batch of
-        16 took 157 ms with 1 thread and 504 ms with 2. Parallelism comes from workers;
-        raise this on dedicated cores.
+        A worker runs one batch at a time, the classifier then the guard, so a session's
+        threads never compete with the other session's. With one worker on a 2-core
+        machine, one thread left a core idle: ``make bench`` saturated at 58.6 req/s with
+        one thread and 93.9 with two (88.3 with two one-thread workers; docs/benchmark.md).
+        The pools do not spin (``allow_spinning`` is off), which is what made two threads
+        slower than one under load before. ``cpus``: the CPUs to share (default
+        :func:`~fairgate.service.cpus.available_cpus`, affinity and cgroup quota).
         """
-        return self.intra_op_threads if self.intra_op_threads is not None else 1
+        if self.intra_op_threads is not None:
+            return self.intra_op_threads
+        if cpus is None:
+            from fairgate.service.cpus import available_cpus
+
+            cpus = available_cpus()
+        return max(1, cpus // self.workers)
 
 
 class LimitSettings(_Section):

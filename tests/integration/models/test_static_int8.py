@@ -64,7 +64,11 @@ def test_static_export_records_method_and_calibration_fingerprint(static_export)
     assert quantization["mode"] == "static"
     assert quantization["format"] in {"qdq", "integer-ops"}
     assert quantization["per_channel"] is True
-    assert quantization["weights_dtype"] == "QUInt8"  # AVX2 without VNNI: no u8 x s8 saturation
+    if quantization["format"] == "integer-ops":
+        # AVX2 without VNNI: signed 7-bit weights, u8 x s8 products that cannot saturate.
+        assert (quantization["weights_dtype"], quantization["reduce_range"]) == ("QInt8", True)
+    else:
+        assert (quantization["weights_dtype"], quantization["reduce_range"]) == ("QUInt8", False)
     assert quantization["calibration"]["method"] == "minmax"
     assert quantization["calibration"]["texts"] == len(CALIBRATION)
     assert quantization["calibration"]["fingerprint"] == calibration_fingerprint(
@@ -74,6 +78,13 @@ def test_static_export_records_method_and_calibration_fingerprint(static_export)
 
     ops = {node.op_type for node in onnx.load(str(out / "model.int8.onnx")).graph.node}
     assert "QuantizeLinear" in ops and "DynamicQuantizeLinear" not in ops
+    fp32_ops = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
+    # Residual adds stay unfused (ORT's CPU SkipLayerNormalization is the slower op).
+    assert "SkipLayerNormalization" not in fp32_ops and "LayerNormalization" in fp32_ops
+    assert export["skip_layer_norm_fused"] is False
+    if quantization["format"] == "integer-ops":  # every MatMul int8 but the FFN down-projections
+        assert quantization["fp32_nodes"]
+        assert all(name.endswith("/output/dense/MatMul") for name in quantization["fp32_nodes"])
 
 
 def _scores(model_dir: Path, texts: list[str], *, bucket_size: int | None = None) -> np.ndarray:
@@ -140,77 +151,80 @@ def _tiny_trained(tiny_encoder_dir: Path):
     return trained, StoreTarget(name="t", store_labels={}, parity_tolerance=1e-3, int8_min_agreement=0.99)
 
 
-def test_auto_mode_falls_back_to_dynamic_when_static_misses_the_gate(
-    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _int8_tier(model_dir: Path) -> str:
+    """Which of the build's int8 graphs ``model_dir`` holds, read from the graph itself."""
+    import onnx
+
+    nodes = onnx.load(str(model_dir / "model.int8.onnx")).graph.node
+    fp32 = {n.name for n in nodes if n.op_type == "MatMul" and "attention" not in n.name}
+    down_fp32 = any(name.endswith("/output/dense/MatMul") for name in fp32)
+    up_fp32 = any(name.endswith("/intermediate/dense/MatMul") for name in fp32)
+    if "DynamicQuantizeLinear" not in {n.op_type for n in nodes}:
+        return "static-ffn-down-fp32" if down_fp32 else "static"
+    return "dynamic-ffn-fp32" if up_fp32 else "dynamic"
+
+
+DEFAULT_TIERS = ["static-ffn-down-fp32", "dynamic", "dynamic-ffn-fp32"]
+ALL_INT8_TIERS = ["static", *DEFAULT_TIERS]
+
+
+@pytest.mark.parametrize(
+    ("all_int8", "passing"),
+    [(False, tier) for tier in [*DEFAULT_TIERS, None]] + [(True, tier) for tier in [*ALL_INT8_TIERS, None]],
+)
+def test_auto_mode_falls_back_tier_by_tier_until_one_passes_the_gate(
+    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, all_int8: bool, passing: str | None
 ) -> None:
-    import fairgate.models.export as export_module
-    from fairgate.models.export import ParityReport
-    from fairgate.models.pipeline import _export_with_parity
+    """Static int8 first (the FFN down-projections in fp32 by default; every MatMul in int8
+    when asked, then the default graph); then dynamic; then dynamic with both FFN projections
+    in fp32; past the last, nothing is stored."""
+    from dataclasses import replace
 
-    modes: list[str] = []
-
-    def fake_parity(*, model_dir: Path, int8_min_agreement: float, raise_on_failure: bool = True, **_: object):
-        import onnx
-
-        ops = {n.op_type for n in onnx.load(str(model_dir / "model.int8.onnx")).graph.node}
-        static = "DynamicQuantizeLinear" not in ops
-        modes.append("static" if static else "dynamic")
-        return ParityReport(n=6, fp32_max_abs_diff=0.0, fp32_label_agreement=1.0, int8_max_abs_diff=0.1,
-                            int8_label_agreement=0.5 if static else 1.0, fp32_tolerance=1e-3,
-                            int8_min_agreement=int8_min_agreement)
-
-    monkeypatch.setattr(export_module, "check_parity", fake_parity)
-    trained, target = _tiny_trained(tiny_encoder_dir)
-    export, report = _export_with_parity(trained, target, tmp_path / "m")
-    assert modes == ["static", "dynamic"]
-    assert report.passed
-    assert export["quantization"]["mode"] == "dynamic"
-    assert export["quantization"]["static_attempt"]["int8_label_agreement"] == 0.5
-    assert "static missed the int8 agreement gate" in export["quantization"]["chosen_because"]
-
-
-@pytest.mark.parametrize("wide_agreement", [1.0, 0.98])
-def test_auto_mode_keeps_every_ffn_matmul_in_fp32_when_dynamic_misses_the_gate_too(
-    tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wide_agreement: float
-) -> None:
     import fairgate.models.export as export_module
     from fairgate.models.errors import ExportParityError
     from fairgate.models.export import ParityReport
     from fairgate.models.pipeline import _export_with_parity
 
-    modes: list[str] = []
+    tiers = ALL_INT8_TIERS if all_int8 else DEFAULT_TIERS
+    tried: list[str] = []
+    agreement_of = {tier: 0.9 + 0.01 * k for k, tier in enumerate(tiers)}  # all below the gate
+    if passing is not None:
+        agreement_of[passing] = 1.0
 
     def fake_parity(*, model_dir: Path, int8_min_agreement: float, raise_on_failure: bool = True, **_: object):
-        import onnx
-
-        nodes = onnx.load(str(model_dir / "model.int8.onnx")).graph.node
-        if "DynamicQuantizeLinear" not in {n.op_type for n in nodes}:
-            mode, agreement = "static", 0.5
-        elif any(n.op_type == "MatMul" and n.name.endswith("/intermediate/dense/MatMul") for n in nodes):
-            mode, agreement = "dynamic-ffn-fp32", wide_agreement
-        else:
-            mode, agreement = "dynamic", 0.98
-        modes.append(mode)
+        tier = _int8_tier(model_dir)
+        tried.append(tier)
         report = ParityReport(n=6, fp32_max_abs_diff=0.0, fp32_label_agreement=1.0, int8_max_abs_diff=0.1,
-                              int8_label_agreement=agreement, fp32_tolerance=1e-3,
+                              int8_label_agreement=agreement_of[tier], fp32_tolerance=1e-3,
                               int8_min_agreement=int8_min_agreement)
         if raise_on_failure and not report.passed:
-            raise ExportParityError(f"int8 label agreement {agreement} is below {int8_min_agreement}")
+            raise ExportParityError(f"int8 label agreement {report.int8_label_agreement} is below {int8_min_agreement}")
         return report
 
     monkeypatch.setattr(export_module, "check_parity", fake_parity)
     trained, target = _tiny_trained(tiny_encoder_dir)
-    if wide_agreement < 0.99:  # the last resort misses too: nothing is stored
-        with pytest.raises(ExportParityError, match="0.98 is below 0.99"):
+    if all_int8:
+        target = replace(target, static=StaticQuantization(keep_fp32_suffixes=()))
+    if passing is None:  # the last resort misses too: nothing is stored
+        with pytest.raises(ExportParityError, match=f"{agreement_of[tiers[-1]]:g} is below 0.99"):
             _export_with_parity(trained, target, tmp_path / "m")
-        assert modes == ["static", "dynamic", "dynamic-ffn-fp32"]
+        assert tried == tiers
         return
     export, report = _export_with_parity(trained, target, tmp_path / "m")
-    assert modes == ["static", "dynamic", "dynamic-ffn-fp32"]
+    assert tried == tiers[: tiers.index(passing) + 1]
     assert report.passed
+    assert _int8_tier(tmp_path / "m") == passing
     quantization = export["quantization"]
-    assert quantization["mode"] == "dynamic"
-    assert any(name.endswith("/intermediate/dense/MatMul") for name in quantization["fp32_nodes"])
-    assert quantization["static_attempt"]["int8_label_agreement"] == 0.5
-    assert quantization["dynamic_attempt"]["int8_label_agreement"] == 0.98
-    assert "dynamic with FFN in fp32" in quantization["chosen_because"]
+    assert quantization["mode"] == passing.split("-")[0]
+    if passing == tiers[0]:
+        assert quantization["chosen_because"] == "auto: static passed parity"
+        return
+    assert quantization["static_attempt"]["int8_label_agreement"] == 0.9
+    assert quantization["static_attempt"]["calibration"]["texts"] == len(CALIBRATION)
+    assert quantization["chosen_because"].startswith("auto: static int8")
+    assert quantization["chosen_because"].endswith("stored")
+    if all_int8 and passing in ("dynamic", "dynamic-ffn-fp32"):
+        assert quantization["static_ffn_down_fp32_attempt"]["int8_label_agreement"] == 0.91
+    if passing == "dynamic-ffn-fp32":
+        assert quantization["dynamic_attempt"]["int8_label_agreement"] == agreement_of["dynamic"]
+        assert "dynamic int8 with every FFN MatMul in fp32 stored" in quantization["chosen_because"]

@@ -90,3 +90,26 @@ def test_a_round_without_cpu_figures_gives_none_not_zero() -> None:
 
     result = alternate_rounds(measure, {"a": "a", "b": "b"}, rounds=1)
     assert result["b"]["server_cpu_ms_per_request"] is None and result["cpu_ms_per_request_ratio"] is None
+
+
+def test_compare_server_env_sets_one_side_and_keeps_the_base_policy(tmp_path: Path) -> None:
+    args = bench._parse_args([
+        "--compare-server-env", "a:FAIRGATE_INTRA_OP_THREADS=1",
+        "--compare-server-env", "b:FAIRGATE_GUARD_TAG=fairgate-toxicity:new",
+        "--compare-server-env", "B:FAIRGATE_CLASSIFIER_TAG=c:x=y",  # the value may hold ':' and '='
+    ])
+    assert bench.comparing_policies(args)
+    assert bench.side_env(args.compare_server_env) == {
+        "a": {"FAIRGATE_INTRA_OP_THREADS": "1"},
+        "b": {"FAIRGATE_GUARD_TAG": "fairgate-toxicity:new", "FAIRGATE_CLASSIFIER_TAG": "c:x=y"},
+    }
+    assert bench._policy_pair(args, tmp_path) == (None, None)  # both serve the bundled default
+    policy = tmp_path / "p.yaml"
+    args = bench._parse_args(["--policy", str(policy), "--compare-server-env", "a:K=V"])
+    assert bench._policy_pair(args, tmp_path) == (policy, policy)
+
+
+@pytest.mark.parametrize("spec", ["c:K=V", "a:K", "a:=V", "K=V"])
+def test_compare_server_env_names_a_bad_setting(spec: str) -> None:
+    with pytest.raises(bench.BenchError, match="is not a:KEY=VALUE or b:KEY=VALUE"):
+        bench.side_env([spec])

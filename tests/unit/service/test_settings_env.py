@@ -52,10 +52,13 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "FAIRGATE_GUARD_TAG='two words': 'two words' is not a model tag; use NAME or NAME:VERSION" in text
 
 
-def test_one_onnx_thread_per_session_unless_set() -> None:
-    assert ServiceSettings(workers=1).threads_per_session() == 1
-    assert ServiceSettings(workers=4).threads_per_session() == 1
-    assert ServiceSettings(intra_op_threads=3).threads_per_session() == 3
+def test_onnx_threads_share_the_cpus_over_the_workers_unless_set() -> None:
+    assert ServiceSettings(workers=1).threads_per_session(cpus=2) == 2
+    assert ServiceSettings(workers=2).threads_per_session(cpus=2) == 1
+    assert ServiceSettings(workers=3).threads_per_session(cpus=8) == 2
+    assert ServiceSettings(workers=4).threads_per_session(cpus=2) == 1
+    assert ServiceSettings(intra_op_threads=3, workers=2).threads_per_session(cpus=2) == 3
+    assert ServiceSettings(workers=1).threads_per_session() >= 1
 
 
 def test_every_section_reads_its_documented_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
