@@ -65,7 +65,7 @@ bench: models
 	$(BIN)/python -m loadtests.bench $(if $(filter 1 yes true,$(REDIS)),--redis,$(if $(REDIS),--redis $(REDIS),)) \
 		$(if $(COMPARE_GUARD),--compare-guard-tag $(COMPARE_GUARD),) $(if $(COMPARE_CLASSIFIER),--compare-classifier-tag $(COMPARE_CLASSIFIER),) \
 		$(if $(COMPARE_PROBE),--compare-probe $(COMPARE_PROBE),) $(if $(REDIS_ROUNDS),--redis-rounds $(REDIS_ROUNDS) --budget $(BENCH_BUDGET),) \
-		$(foreach side,$(COMPARE_SERVER_ENV),--compare-server-env $(side))
+		$(foreach side,$(COMPARE_SERVER_ENV),--compare-server-env '$(side)')
 
 # The bento installs the project from its wheel (bentofile.yaml): build it first, offline.
 wheel: $(STAMP)

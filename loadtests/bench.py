@@ -1003,6 +1003,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             + (f" (target >= {target['bound']}: {'met' if target['met'] else 'MISSED'})" if target else "")
             + f"; server CPU ms/request A {a['server_cpu_ms_per_request']}, B {b['server_cpu_ms_per_request']}"
             f" (B/A {comparison['cpu_ms_per_request_ratio']})"
+            + "".join(
+                f"; {side.upper()} env {env}" for side, env in (comparison.get("server_env") or {}).items() if env
+            )
         )
     if "compare" in report and "error" not in report["compare"]:
         comparison = report["compare"]

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -202,7 +202,7 @@ def _fallback_tiers(first: StaticQuantization) -> list[_Int8Tier]:
     from fairgate.models.export import KEEP_FP32_DEFAULT, KEEP_FP32_FFN
 
     tiers = []
-    if tuple(first.keep_fp32_suffixes) != KEEP_FP32_DEFAULT:
+    if set(first.keep_fp32_suffixes) < set(KEEP_FP32_DEFAULT):  # fewer in fp32 than the default
         tiers.append(
             _Int8Tier("static_ffn_down_fp32", "static", KEEP_FP32_DEFAULT, "static int8 with the FFN down-projections in fp32")
         )
@@ -221,8 +221,6 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
     stored. The record says which graph was stored, why, and the agreement of each
     attempt that missed.
     """
-    from dataclasses import replace
-
     from fairgate.models.export import check_parity, export_model_directory, hf_encoder, write_int8_variant
 
     mode = target.quantization_mode
@@ -268,9 +266,16 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
         if report.fp32_max_abs_diff > target.parity_tolerance:
             parity(raise_on_failure=True)  # fp32 itself is wrong: no int8 mode can fix that
         attempts: dict[str, Any] = {}
-        missed_key, missed, missed_names = "static", "static int8", ["static int8"]
-        missed_record: dict[str, Any] = {"calibration": export["quantization"].get("calibration")}
+        kept = export["quantization"].get("fp32_nodes") or []
+        missed_key, missed = "static", f"static int8 ({len(kept)} MatMuls in fp32)"
+        missed_names = [missed]
+        missed_record: dict[str, Any] = {
+            "mode": "static",
+            "fp32_nodes": kept,
+            "calibration": export["quantization"].get("calibration"),
+        }
         tiers = _fallback_tiers(target.static)
+        encode = hf_encoder(trained.tokenizer, max_length=trained.max_length)
         for k, tier in enumerate(tiers):
             logger.warning(
                 "%s: int8 label agreement %.4f is below %.4f; trying %s",
@@ -287,7 +292,7 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
                     mode=tier.mode,
                     target=export["quantization_target"],
                     calibration_texts=list(trained.calibration_texts),
-                    encode=hf_encoder(trained.tokenizer, max_length=trained.max_length),
+                    encode=encode,
                     static=replace(target.static, keep_fp32_suffixes=tier.keep_fp32),
                     keep_fp32=tier.keep_fp32,
                 ),
@@ -297,7 +302,8 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
             report = parity(raise_on_failure=k == len(tiers) - 1)
             if report.passed:
                 break
-            missed_key, missed, missed_record = tier.key, tier.description, {}
+            missed_key, missed = tier.key, tier.description
+            missed_record = {"mode": tier.mode, "fp32_nodes": export["quantization"].get("fp32_nodes") or []}
             missed_names.append(tier.description)
         export["sizes_bytes"]["int8"] = (model_dir / "model.int8.onnx").stat().st_size
     export["quantization"]["chosen_because"] = reason

@@ -126,7 +126,12 @@ def requantize_directory(
         backup = Path(scratch) / "int8.onnx"
         shutil.copyfile(int8_file, backup)
         record = write_int8_variant(
-            model_dir, mode=mode, calibration_texts=list(calibration_texts), encode=encode, static=static
+            model_dir,
+            mode=mode,
+            calibration_texts=list(calibration_texts),
+            encode=encode,
+            static=static,
+            keep_fp32=static.keep_fp32_suffixes,  # --keep-fp32 holds for --mode dynamic too
         )
         int8 = OnnxTextModel.from_directory(model_dir, variant="int8", intra_op_threads=threads)
         reference = fp32.run(fp32.encode(list(parity_texts)))

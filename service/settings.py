@@ -181,11 +181,13 @@ class ServiceSettings(_Section):
     def threads_per_session(self, cpus: int | None = None) -> int:
         """ONNX Runtime intra-op threads per session: explicit, else the CPUs shared out over the workers.
 
-        A worker runs one batch at a time, the classifier then the guard, so a session's
-        threads never compete with the other session's. With one worker on a 2-core
-        machine, one thread left a core idle: ``make bench`` saturated at 58.6 req/s with
-        one thread and 93.9 with two (88.3 with two one-thread workers; docs/benchmark.md).
-        The pools do not spin (``allow_spinning`` is off), which is what made two threads
+        A worker runs one batch at a time through its sessions (guard screen, classifier,
+        guard review), so the batches' runs do not compete with each other; only the
+        background counterfactual probe runs beside them, niced, with a pool thread or so
+        at normal priority. With one worker on a 2-core machine, one thread left a core
+        idle: the ``make bench`` fairgate phase saturated at 58.6 req/s with one thread and
+        93.9 with two (88.3 with two one-thread workers; docs/service.md, "Measured"). The
+        pools do not spin (``allow_spinning`` is off), which is what made two threads
         slower than one under load before. ``cpus``: the CPUs to share (default
         :func:`~fairgate.service.cpus.available_cpus`, affinity and cgroup quota).
         """

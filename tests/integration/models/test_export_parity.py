@@ -40,7 +40,7 @@ def test_directory_follows_the_contract(exported) -> None:
     assert manifest["labels"] == ["negative", "positive"]
     assert manifest["max_length"] == 32
     assert manifest["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
-    # The serving fleet is AVX2-only: u8 weights, whatever the build host supports.
+    # The serving fleet is AVX2-only: the AVX2 int8 config, whatever the build host supports.
     assert export["quantization_target"] == "avx2"
     # AVX2 without VNNI: signed 7-bit weights (u8 x s8 products that cannot saturate).
     assert (export["quantization"]["weights_dtype"], export["quantization"]["reduce_range"]) == ("QInt8", True)

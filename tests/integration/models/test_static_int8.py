@@ -80,7 +80,9 @@ def test_static_export_records_method_and_calibration_fingerprint(static_export)
     assert "QuantizeLinear" in ops and "DynamicQuantizeLinear" not in ops
     fp32_ops = {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
     # Residual adds stay unfused (ORT's CPU SkipLayerNormalization is the slower op).
-    assert "SkipLayerNormalization" not in fp32_ops and "LayerNormalization" in fp32_ops
+    assert "SkipLayerNormalization" not in fp32_ops
+    assert {"Attention", "BiasGelu"} <= fp32_ops  # the other fusions still apply
+    assert "QAttention" in ops or quantization["format"] == "qdq"
     assert export["skip_layer_norm_fused"] is False
     if quantization["format"] == "integer-ops":  # every MatMul int8 but the FFN down-projections
         assert quantization["fp32_nodes"]
@@ -216,9 +218,16 @@ def test_auto_mode_falls_back_tier_by_tier_until_one_passes_the_gate(
     assert _int8_tier(tmp_path / "m") == passing
     quantization = export["quantization"]
     assert quantization["mode"] == passing.split("-")[0]
+    missed = tiers[: tiers.index(passing)]
+    attempt_key = {"static": "static", "static-ffn-down-fp32": "static", "dynamic": "dynamic"}
+    if all_int8:
+        attempt_key["static-ffn-down-fp32"] = "static_ffn_down_fp32"
+    assert {k for k in quantization if k.endswith("_attempt")} == {f"{attempt_key[t]}_attempt" for t in missed}
     if passing == tiers[0]:
         assert quantization["chosen_because"] == "auto: static passed parity"
         return
+    if quantization["mode"] == "dynamic":
+        assert "calibration" not in quantization  # nothing of the static record is left
     assert quantization["static_attempt"]["int8_label_agreement"] == 0.9
     assert quantization["static_attempt"]["calibration"]["texts"] == len(CALIBRATION)
     assert quantization["chosen_because"].startswith("auto: static int8")

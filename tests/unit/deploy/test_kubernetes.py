@@ -103,7 +103,7 @@ def test_the_audit_file_is_on_a_claim_per_pod_writable_by_the_image_user(objects
 
     statefulset = objects[("StatefulSet", "fairgate")]
     container = _container(objects)
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["BENTOML_HOME"] == BENTO_HOME  # what `bentoml containerize` sets in the image
     assert "FAIRGATE_AUDIT_DB" not in env  # the default path, under BENTOML_HOME
     audit_dir = str(default_audit_path(env["BENTOML_HOME"]).parent)
@@ -153,7 +153,7 @@ def test_every_replica_points_at_the_redis_service(objects) -> None:
 
     from fairgate.service.settings import ServiceSettings
 
-    env = {e["name"]: e["value"] for e in _container(objects)["env"]}
+    env = {e["name"]: e.get("value") for e in _container(objects)["env"]}
     url = env["FAIRGATE_REDIS_URL"]
     assert ServiceSettings(redis_url=url).redis_url == url
     parsed = urlsplit(url)
@@ -181,3 +181,12 @@ def test_redis_keeps_its_append_only_file_on_a_claim(objects) -> None:
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     claim = objects[("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])]
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_onnx_threads_follow_the_cpu_request(objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Without a CPU limit the pod sees the node's cores; its threads come from its request."""
+    container = _container(objects)
+    env = {e["name"]: e for e in container["env"]}
+    source = env["FAIRGATE_INTRA_OP_THREADS"]["valueFrom"]["resourceFieldRef"]
+    assert source["resource"] == "requests.cpu" and source["containerName"] == container["name"]
+    assert "cpu" in container["resources"]["requests"]

@@ -58,7 +58,6 @@ def test_onnx_threads_share_the_cpus_over_the_workers_unless_set() -> None:
     assert ServiceSettings(workers=3).threads_per_session(cpus=8) == 2
     assert ServiceSettings(workers=4).threads_per_session(cpus=2) == 1
     assert ServiceSettings(intra_op_threads=3, workers=2).threads_per_session(cpus=2) == 3
-    assert ServiceSettings(workers=1).threads_per_session() >= 1
 
 
 def test_every_section_reads_its_documented_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
