@@ -163,7 +163,7 @@ def _fp32_nodes(model_path: Path, suffixes: Sequence[str] = KEEP_FP32_DEFAULT) -
     ]
 
 
-def _quantization_config(target: QuantizationTarget, *, exclude: list[str]):
+def _quantization_config(target: QuantizationTarget, *, exclude: list[str], signed_weights: bool = True):
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     factory = getattr(AutoQuantizationConfig, target)
@@ -172,7 +172,7 @@ def _quantization_config(target: QuantizationTarget, *, exclude: list[str]):
     # PyTorch on validation/test: per-tensor 0.965/-, per-channel 0.986/0.972, per-channel
     # with the FFN down-projections in fp32 1.000/0.993. Parity needs >= 0.99.
     config = factory(is_static=False, per_channel=True, nodes_to_exclude=exclude)
-    if target == "avx2":
+    if target == "avx2" and signed_weights:
         from onnxruntime.quantization import QuantType
 
         config = replace(config, weights_dtype=QuantType[AVX2_WEIGHTS_DTYPE], reduce_range=AVX2_REDUCE_RANGE)
@@ -204,11 +204,15 @@ def write_int8_variant(
     encode: Callable[[list[str]], Mapping[str, np.ndarray]] | None = None,
     static: StaticQuantization | None = None,
     keep_fp32: Sequence[str] = KEEP_FP32_DEFAULT,
+    signed_weights: bool | None = None,
 ) -> dict[str, Any]:
     """(Re)write ``model_dir``'s int8 graph from its fp32 graph; return the quantisation record.
 
     ``keep_fp32``: suffixes of the MatMul nodes dynamic int8 leaves in fp32 (default: the
     FFN down-projections, :data:`KEEP_FP32_DEFAULT`; :data:`KEEP_FP32_FFN` keeps both FFN projections).
+    ``signed_weights``: on AVX2, signed 7-bit weights (``True``) or u8 (``False``); ``None``
+    takes ``static.avx2_signed_weights`` (default ``True``), so every tier of a build uses the
+    same weights.
 
     Separate from the export so that a build can retry with the other mode when one fails
     parity, and so that ``fairgate quantize`` can re-quantise a stored model. ``encode``
@@ -217,6 +221,7 @@ def write_int8_variant(
     """
     model_dir = Path(model_dir)
     fp32_path, int8_path = model_dir / DEFAULT_FILES["fp32"], model_dir / DEFAULT_FILES["int8"]
+    signed = signed_weights if signed_weights is not None else (static or StaticQuantization()).avx2_signed_weights
     if mode == "static":
         if encode is None or not calibration_texts:
             raise QuantizationError(
@@ -234,7 +239,7 @@ def write_int8_variant(
             out = Path(scratch) / "model_int8.onnx"
             if config.quant_format == "integer-ops":
                 dynamic_record = _write_dynamic_int8(
-                    fp32_path, Path(scratch) / "dynamic.onnx", target, config.keep_fp32_suffixes
+                    fp32_path, Path(scratch) / "dynamic.onnx", target, config.keep_fp32_suffixes, signed_weights=signed
                 )
                 record = {
                     **dynamic_record,
@@ -248,11 +253,16 @@ def write_int8_variant(
         return record
     if mode != "dynamic":
         raise QuantizationError(f"quantization mode {mode!r} is not one of {', '.join(QUANTIZATION_MODES)}")
-    return _write_dynamic_int8(fp32_path, int8_path, target, keep_fp32)
+    return _write_dynamic_int8(fp32_path, int8_path, target, keep_fp32, signed_weights=signed)
 
 
 def _write_dynamic_int8(
-    fp32_path: Path, int8_path: Path, target: QuantizationTarget, keep_fp32: Sequence[str] = KEEP_FP32_DEFAULT
+    fp32_path: Path,
+    int8_path: Path,
+    target: QuantizationTarget,
+    keep_fp32: Sequence[str] = KEEP_FP32_DEFAULT,
+    *,
+    signed_weights: bool = True,
 ) -> dict[str, Any]:
     from optimum.onnxruntime import ORTQuantizer
 
@@ -266,7 +276,7 @@ def _write_dynamic_int8(
             shutil.copyfile(config, src / "config.json")
         quantizer = ORTQuantizer.from_pretrained(src, file_name="model.onnx")
         kept_fp32 = _fp32_nodes(src / "model.onnx", keep_fp32)
-        qconfig = _quantization_config(target, exclude=kept_fp32)
+        qconfig = _quantization_config(target, exclude=kept_fp32, signed_weights=signed_weights)
         with quiet_root_logger():  # onnxruntime logs one INFO line per tensor to the root logger
             quantizer.quantize(quantization_config=qconfig, save_dir=q_dir, file_suffix="int8")
         shutil.copyfile(q_dir / "model_int8.onnx", int8_path)

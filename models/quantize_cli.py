@@ -44,6 +44,8 @@ def register_quantize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-fp32", default=None,
                    help="comma-separated MatMul name suffixes left in fp32, or none "
                    "(default: the FFN down-projections, see fairgate.models.static_int8)")
+    p.add_argument("--u8-weights", action="store_true",
+                   help="u8 int8 weights on AVX2 instead of signed 7-bit ones (what guard builds store)")
     p.add_argument("--no-store", action="store_true", help="measure and write --output-dir only")
     p.add_argument("--output-dir", type=Path, default=None, help="also copy the model directory here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -75,6 +77,7 @@ def _handle_quantize(args: argparse.Namespace) -> int:
             keep_fp32_suffixes=KEEP_FP32_SUFFIXES
             if args.keep_fp32 is None
             else tuple(s for s in args.keep_fp32.split(",") if s and s != "none"),
+            avx2_signed_weights=not args.u8_weights,
         )
         with tempfile.TemporaryDirectory(prefix="fairgate-quantize-") as scratch:
             model_dir = Path(scratch) / "model"

@@ -87,6 +87,9 @@ class StaticQuantization:
     max_texts: int = 256
     seed: int = 0
     keep_fp32_suffixes: tuple[str, ...] = KEEP_FP32_SUFFIXES
+    # AVX2: signed 7-bit weights (the u8 x s8 path) when True, u8 weights when False; the
+    # build's dynamic fallback tiers use the same weights (fairgate.models.export).
+    avx2_signed_weights: bool = True
 
     @classmethod
     def for_method(cls, method: CalibrationMethod) -> StaticQuantization:

@@ -49,6 +49,10 @@ def test_bundled_guard_builds_offline_and_loads_in_the_scorer():
     assert augmentation["original_rows"] == 64 and augmentation["counterfactual_copies"] > 0
     assert set(meta["identity_report"]["per_group"]) == GROUPS
     assert meta["fairness_gate"]["status"] == "skipped (--no-fairness-gate)"
+    # The guard keeps u8 int8 weights on AVX2 (its fairness figures were measured on them).
+    quantization = meta["export"]["quantization"]
+    assert (quantization["weights_dtype"], quantization["reduce_range"]) == ("QUInt8", False)
+    assert meta["export"]["skip_layer_norm_fused"] is False
     recommended = meta["recommended_thresholds"]
     assert recommended["n"] > 1000 and 0.0 < recommended["block"]["applied"] <= 1.0
     categories = recommended["categories"]

@@ -67,6 +67,13 @@ def test_static_export_records_method_and_calibration_fingerprint(static_export)
     if quantization["format"] == "integer-ops":
         # AVX2 without VNNI: signed 7-bit weights, u8 x s8 products that cannot saturate.
         assert (quantization["weights_dtype"], quantization["reduce_range"]) == ("QInt8", True)
+        import onnx as _onnx
+
+        weights = [  # the MatMul weights (embedding tables are quantised for Gather, as u8)
+            i for i in _onnx.load(str(out / "model.int8.onnx")).graph.initializer
+            if i.name.endswith("_quantized") and "embeddings" not in i.name
+        ]
+        assert weights and {w.data_type for w in weights} == {_onnx.TensorProto.INT8}
     else:
         assert (quantization["weights_dtype"], quantization["reduce_range"]) == ("QUInt8", False)
     assert quantization["calibration"]["method"] == "minmax"
@@ -87,6 +94,29 @@ def test_static_export_records_method_and_calibration_fingerprint(static_export)
     if quantization["format"] == "integer-ops":  # every MatMul int8 but the FFN down-projections
         assert quantization["fp32_nodes"]
         assert all(name.endswith("/output/dense/MatMul") for name in quantization["fp32_nodes"])
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_u8_weights_on_request_in_either_mode(tiny_encoder_dir: Path, tmp_path: Path, mode: str) -> None:
+    """``avx2_signed_weights=False`` (what guard builds ask for) writes u8 weights, full range."""
+    import onnx
+    from onnx import TensorProto
+
+    encoder = resolve_encoder(str(tiny_encoder_dir))
+    tokenizer = load_tokenizer(encoder)
+    seed_everything(3)
+    model = load_sequence_classifier(encoder, labels=["negative", "positive"])
+    out = tmp_path / "model"
+    export = export_model_directory(
+        model, tokenizer, out, task="single_label_classification", labels=["negative", "positive"],
+        max_length=32, quantization_mode=mode, calibration_texts=CALIBRATION,
+        static=StaticQuantization(avx2_signed_weights=False),
+    )
+    quantization = export["quantization"]
+    assert (quantization["weights_dtype"], quantization["reduce_range"]) == ("QUInt8", False)
+    graph = onnx.load(str(out / "model.int8.onnx")).graph
+    weight_types = {i.data_type for i in graph.initializer if i.name.endswith("_quantized")}
+    assert weight_types == {TensorProto.UINT8}
 
 
 def _scores(model_dir: Path, texts: list[str], *, bucket_size: int | None = None) -> np.ndarray:
