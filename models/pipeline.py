@@ -194,7 +194,7 @@ class _Int8Tier:
 
 
 def _fallback_tiers(first: StaticQuantization) -> list[_Int8Tier]:
-    """The int8 graphs tried after ``first`` (static) misses the gate, each closer to fp32.
+    """The int8 graphs tried after ``first`` (static) misses the gate, from the default graphs on.
 
     Static with the FFN down-projections in fp32 (unless ``first`` already was that),
     then dynamic with them in fp32, then dynamic with both FFN projections in fp32.

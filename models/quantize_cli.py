@@ -44,8 +44,11 @@ def register_quantize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-fp32", default=None,
                    help="comma-separated MatMul name suffixes left in fp32, or none "
                    "(default: the FFN down-projections, see fairgate.models.static_int8)")
-    p.add_argument("--u8-weights", action="store_true",
-                   help="u8 int8 weights on AVX2 instead of signed 7-bit ones (what guard builds store)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--u8-weights", action="store_true",
+                         help="u8 int8 weights on AVX2 (default: the weights the stored model has)")
+    weights.add_argument("--signed-weights", action="store_true",
+                         help="signed 7-bit int8 weights on AVX2 (default: the weights the stored model has)")
     p.add_argument("--no-store", action="store_true", help="measure and write --output-dir only")
     p.add_argument("--output-dir", type=Path, default=None, help="also copy the model directory here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -77,7 +80,7 @@ def _handle_quantize(args: argparse.Namespace) -> int:
             keep_fp32_suffixes=KEEP_FP32_SUFFIXES
             if args.keep_fp32 is None
             else tuple(s for s in args.keep_fp32.split(",") if s and s != "none"),
-            avx2_signed_weights=not args.u8_weights,
+            avx2_signed_weights=_signed_weights(args, stored.metadata),
         )
         with tempfile.TemporaryDirectory(prefix="fairgate-quantize-") as scratch:
             model_dir = Path(scratch) / "model"
@@ -125,3 +128,12 @@ def _handle_quantize(args: argparse.Namespace) -> int:
             f"batch dependence {result.batch_dependence:.3g}"
         )
     return 0
+
+
+def _signed_weights(args: argparse.Namespace, metadata: dict) -> bool:
+    """The flag's choice, else the stored model's own weights: a guard stays on u8 weights
+    (its fairness figures were measured on them, fairgate.models.guard._build)."""
+    if args.u8_weights or args.signed_weights:
+        return bool(args.signed_weights)
+    stored = ((metadata.get("export") or {}).get("quantization") or {}).get("weights_dtype")
+    return stored != "QUInt8"

@@ -65,3 +65,23 @@ def test_static_without_calibration_texts_names_the_fix(stored: str, tmp_path: P
                  str(_texts(tmp_path / "t.txt"))])
     assert code == 1
     assert "--calibration-texts FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "stored", "signed"),
+    [
+        ([], "QUInt8", False),  # a guard keeps the u8 weights its fairness figures were measured on
+        ([], "QInt8", True),
+        ([], None, True),  # nothing recorded: the AVX2 default
+        (["--signed-weights"], "QUInt8", True),
+        (["--u8-weights"], "QInt8", False),
+    ],
+)
+def test_quantize_keeps_the_stored_weights_unless_told(flags: list[str], stored: str | None, signed: bool) -> None:
+    import argparse
+
+    from fairgate.models.quantize_cli import _signed_weights
+
+    args = argparse.Namespace(u8_weights="--u8-weights" in flags, signed_weights="--signed-weights" in flags)
+    metadata = {"export": {"quantization": {"weights_dtype": stored}}} if stored else {}
+    assert _signed_weights(args, metadata) is signed
