@@ -204,15 +204,13 @@ def write_int8_variant(
     encode: Callable[[list[str]], Mapping[str, np.ndarray]] | None = None,
     static: StaticQuantization | None = None,
     keep_fp32: Sequence[str] = KEEP_FP32_DEFAULT,
-    signed_weights: bool | None = None,
 ) -> dict[str, Any]:
     """(Re)write ``model_dir``'s int8 graph from its fp32 graph; return the quantisation record.
 
     ``keep_fp32``: suffixes of the MatMul nodes dynamic int8 leaves in fp32 (default: the
     FFN down-projections, :data:`KEEP_FP32_DEFAULT`; :data:`KEEP_FP32_FFN` keeps both FFN projections).
-    ``signed_weights``: on AVX2, signed 7-bit weights (``True``) or u8 (``False``); ``None``
-    takes ``static.avx2_signed_weights`` (default ``True``), so every tier of a build uses the
-    same weights.
+    The AVX2 weights (signed 7-bit or u8) are ``static.avx2_signed_weights`` (default signed)
+    in either mode, so every tier of a build uses the same weights.
 
     Separate from the export so that a build can retry with the other mode when one fails
     parity, and so that ``fairgate quantize`` can re-quantise a stored model. ``encode``
@@ -221,7 +219,7 @@ def write_int8_variant(
     """
     model_dir = Path(model_dir)
     fp32_path, int8_path = model_dir / DEFAULT_FILES["fp32"], model_dir / DEFAULT_FILES["int8"]
-    signed = signed_weights if signed_weights is not None else (static or StaticQuantization()).avx2_signed_weights
+    signed = (static or StaticQuantization()).avx2_signed_weights
     if mode == "static":
         if encode is None or not calibration_texts:
             raise QuantizationError(
