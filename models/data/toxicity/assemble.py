@@ -35,12 +35,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fairgate.guardrails.contracts import TOXICITY_CATEGORIES, is_comment_line
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -274,28 +276,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only validate the existing CSV")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.check:
         try:
             rows, dropped = assemble()
         except PartError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            logger.error("error: %s", exc)
             return 2
         write_csv(rows)
-        print(f"wrote {OUT.relative_to(HERE.parents[2])}: {len(rows)} rows "
-              f"({len(dropped)} duplicates dropped)")
+        logger.info("wrote %s: %d rows (%d duplicates dropped)", OUT.relative_to(HERE.parents[2]), len(rows), len(dropped))
         for d in dropped:
-            print(f"  duplicate dropped: {d}")
+            logger.info("  duplicate dropped: %s", d)
     summary = check()
-    print(summary)
+    logger.info("%s", summary)
     if not args.check:
         if README.exists():
             update_readme(summary)
         return 0
     stale = _stale_outputs(summary)
     if stale:
-        print("error: " + "; ".join(stale) + " -- run models/data/toxicity/assemble.py", file=sys.stderr)
+        logger.error("error: %s -- run models/data/toxicity/assemble.py", "; ".join(stale))
         return 1
-    print("toxicity.csv and README.md counts match parts/: OK")
+    logger.info("toxicity.csv and README.md counts match parts/: OK")
     return 0
 
 
