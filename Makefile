@@ -12,8 +12,9 @@ REDIS_URL ?= $(FAIRGATE_REDIS_URL)
 REDIS ?=
 # `make bench REDIS=1 REDIS_ROUNDS=4` pools 4 pairs of phases without/with Redis (about 90 s each).
 REDIS_ROUNDS ?=
-# The run's time budget with REDIS_ROUNDS: the other phases plus about 200 s per pair.
-BENCH_BUDGET ?= $(if $(REDIS_ROUNDS),$(shell echo $$((600 + 200 * $(REDIS_ROUNDS)))),540)
+# The run's time budget (seconds): 540; with REDIS_ROUNDS the other phases plus about 200 s per pair;
+# with COMPARE_OPEN_RATE 900 (the open-loop rounds double the comparison).
+BENCH_BUDGET ?= $(if $(REDIS_ROUNDS),$(shell echo $$((600 + 200 * $(REDIS_ROUNDS)))),$(if $(COMPARE_OPEN_RATE),900,540))
 # `make bench COMPARE_GUARD=A,B` (and/or COMPARE_CLASSIFIER=A,B) runs both model variants side by side first.
 COMPARE_GUARD ?=
 COMPARE_CLASSIFIER ?=
@@ -23,6 +24,9 @@ COMPARE_PROBE ?=
 # `make bench COMPARE_SERVER_ENV="a:FAIRGATE_GUARD_TAG=old b:FAIRGATE_GUARD_TAG=new"` serves two
 # servers that differ in those settings, alternating saturation rounds (docs/benchmark.md).
 COMPARE_SERVER_ENV ?=
+# `make bench COMPARE_SERVER_ENV=... COMPARE_OPEN_RATE=half` adds alternating open-loop rounds on both
+# servers at that rate (req/s, or half the slower side's saturation) and pools each side's p50/p95/p99.
+COMPARE_OPEN_RATE ?=
 
 export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
@@ -64,8 +68,9 @@ test-fast: $(STAMP)
 bench: models
 	$(BIN)/python -m loadtests.bench $(if $(filter 1 yes true,$(REDIS)),--redis,$(if $(REDIS),--redis $(REDIS),)) \
 		$(if $(COMPARE_GUARD),--compare-guard-tag $(COMPARE_GUARD),) $(if $(COMPARE_CLASSIFIER),--compare-classifier-tag $(COMPARE_CLASSIFIER),) \
-		$(if $(COMPARE_PROBE),--compare-probe $(COMPARE_PROBE),) $(if $(REDIS_ROUNDS),--redis-rounds $(REDIS_ROUNDS) --budget $(BENCH_BUDGET),) \
-		$(foreach side,$(COMPARE_SERVER_ENV),--compare-server-env '$(side)')
+		$(if $(COMPARE_PROBE),--compare-probe $(COMPARE_PROBE),) $(if $(REDIS_ROUNDS),--redis-rounds $(REDIS_ROUNDS),) \
+		$(foreach side,$(COMPARE_SERVER_ENV),--compare-server-env '$(side)') \
+		$(if $(COMPARE_OPEN_RATE),--compare-open-rate $(COMPARE_OPEN_RATE),) --budget $(BENCH_BUDGET)
 
 # The bento installs the project from its wheel (bentofile.yaml): build it first, offline.
 wheel: $(STAMP)

@@ -205,6 +205,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a setting of server A or B only (repeatable), e.g. a:FAIRGATE_INTRA_OP_THREADS=1 "
         "b:FAIRGATE_GUARD_TAG=fairgate-toxicity:new; alone, both serve the base policy",
     )
+    policies.add_argument(
+        "--compare-open-rate",
+        default=None,
+        metavar="REQ_S|half",
+        help="after the saturation rounds, alternate open-loop rounds on A and B at this rate and pool each "
+        "side's latencies (p50/p95/p99); 'half': --half-load x the lower side's saturation",
+    )
     policies.add_argument("--compare-policy-rounds", type=int, default=4, help="rounds per policy (alternating)")
     policies.add_argument(
         "--compare-policy-round-s", type=float, default=20.0, help="measured seconds per round, after its warm-up"
@@ -407,7 +414,8 @@ def phase_compare_policy(
         for server in servers.values():
             server.wait_ready()
             asyncio.run(_smoke(server.url, items[0], "action"))
-        wanted = 2 * args.compare_policy_rounds * (args.compare_policy_warmup + args.compare_policy_round_s)
+        phases = 2 if args.compare_open_rate is not None else 1  # saturation rounds, then open-loop rounds
+        wanted = phases * 2 * args.compare_policy_rounds * (args.compare_policy_warmup + args.compare_policy_round_s)
         scale = deadline.bounded(wanted, reserve_s=reserve) / wanted
         round_s = args.compare_policy_round_s * scale
         if round_s < 2.0:
@@ -437,6 +445,11 @@ def phase_compare_policy(
         result = alternate_rounds(
             measure, {k: str(v or "default") for k, v in paths.items()}, rounds=args.compare_policy_rounds
         )
+        if args.compare_open_rate is not None:
+            rate = compare_open_rate(args.compare_open_rate, result, half_load=args.half_load)
+            result["open_loop"] = _alternate_open_rounds(
+                servers, bodies, args=args, rate=rate, warmup_s=warm, seconds=round_s
+            )
         result["server_env"] = sides
         result["probe_status"] = {}
         for label, server in servers.items():
@@ -458,6 +471,53 @@ def phase_compare_policy(
             "met": None if ratio is None else ratio >= PROBE_TARGET,
         }
     return result
+
+
+def compare_open_rate(spec: str, saturation: dict[str, Any], *, half_load: float) -> float:
+    """The open-loop rate of ``--compare-open-rate``: a number of req/s, or ``half``
+    (``half_load`` x the lower of the two sides' saturation, so neither side is overloaded)."""
+    if spec.strip().lower() == "half":
+        rates = [(saturation.get(side) or {}).get("throughput_rps") for side in ("a", "b")]
+        if not all(rates):
+            raise BenchError("--compare-open-rate half: a side served nothing at saturation")
+        return half_load * min(float(r) for r in rates if r)
+    try:
+        rate = float(spec)
+    except ValueError:
+        raise BenchError(f"--compare-open-rate {spec!r} is not a rate in req/s or 'half'") from None
+    if not rate > 0:
+        raise BenchError(f"--compare-open-rate {spec!r} must be above 0 req/s")
+    return rate
+
+
+def _alternate_open_rounds(
+    servers: dict[str, Any],
+    bodies: list[bytes],
+    *,
+    args: argparse.Namespace,
+    rate: float,
+    warmup_s: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """Open-loop rounds at ``rate``, A B then B A (as the saturation rounds); each side's
+    latencies pooled over its rounds, so a drift of the machine falls on both alike."""
+    latencies: dict[str, list[float]] = {"a": [], "b": []}
+    errors = {"a": 0, "b": 0}
+    for index in range(args.compare_policy_rounds):
+        for label in ("a", "b") if index % 2 == 0 else ("b", "a"):
+            result = asyncio.run(_open(servers[label].url, bodies, rate=rate, seconds=warmup_s + seconds, args=args))
+            window = result.scheduled_in(warmup_s, warmup_s + seconds)
+            latencies[label].extend(r.latency_s * 1000.0 for r in window if r.ok)
+            errors[label] += sum(1 for r in window if not r.ok)
+            logger.info("compare open loop %s at %.1f req/s: %d answered", label.upper(), rate, len(window))
+    pooled = {label: {**_pooled(values), "errors": errors[label]} for label, values in latencies.items()}
+    p99_a, p99_b = pooled["a"].get("p99_ms"), pooled["b"].get("p99_ms")
+    return {
+        "offered_rps": round(rate, 3),
+        "rounds": args.compare_policy_rounds,
+        **pooled,
+        "p99_delta_ms": round(p99_b - p99_a, 3) if p99_a is not None and p99_b is not None else None,
+    }
 
 
 async def _closed_round(
@@ -1007,6 +1067,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"; {side.upper()} env {env}" for side, env in (comparison.get("server_env") or {}).items() if env
             )
         )
+        opened = comparison.get("open_loop")
+        if opened:
+            a_open, b_open = opened["a"], opened["b"]
+            print(
+                f"compare_policy open loop at {opened['offered_rps']} req/s ({opened['rounds']} alternating rounds "
+                f"each): A p50/p95/p99 {a_open.get('p50_ms')}/{a_open.get('p95_ms')}/{a_open.get('p99_ms')} ms "
+                f"over {a_open['n']}, B {b_open.get('p50_ms')}/{b_open.get('p95_ms')}/{b_open.get('p99_ms')} ms "
+                f"over {b_open['n']} (p99 B-A {opened['p99_delta_ms']} ms); errors A {a_open['errors']}, "
+                f"B {b_open['errors']}"
+            )
     if "compare" in report and "error" not in report["compare"]:
         comparison = report["compare"]
         print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -213,12 +214,17 @@ def load_runtime(
         probe_runner = BackgroundProbe(
             max_batches=service.probe_queue_batches, on_dropped=the_guard.metrics.counterfactual_dropped.inc
         )
+    # The classifier runs beside the guard's screen (FAIRGATE_OVERLAP_MODELS; GuardedClassifier).
+    classifier_runner = None
+    if service.overlap_models:
+        classifier_runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fairgate-classifier")
     pipeline = GuardedClassifier(
         classifier=classifier_model,
         guard=the_guard,
         guard_model=guard_model,
         explain_scorer=explain_scorer,
         probe_runner=probe_runner,
+        classifier_runner=classifier_runner,
     )
     the_guard.metrics.set_model_info(role="classifier", tag=classifier.tag, variant=variant)
     the_guard.metrics.set_model_info(role="guard", tag=guard.tag, variant=variant)
@@ -248,7 +254,7 @@ def load_runtime(
     elapsed = time.perf_counter() - started
     logger.info(
         "fairgate ready in %.2fs: classifier %s, guard %s (%s, %d threads/session), policy %s version %s, "
-        "shared tokenization %s",
+        "shared tokenization %s, models overlapped %s",
         elapsed,
         classifier.tag,
         guard.tag,
@@ -257,6 +263,7 @@ def load_runtime(
         policy_path,
         policy.version,
         pipeline.share_encoding,
+        classifier_runner is not None,
     )
     return Runtime(
         pipeline=pipeline,

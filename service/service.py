@@ -194,6 +194,8 @@ class FairgateWorker:
         runtime = self._runtime
         if runtime is not None and runtime.pipeline.probe_runner is not None:
             runtime.pipeline.probe_runner.close()
+        if runtime is not None and runtime.pipeline.classifier_runner is not None:
+            runtime.pipeline.classifier_runner.shutdown(wait=False, cancel_futures=True)
 
     def __is_ready__(self) -> bool:
         """Ready only when both models and the policy are loaded."""

@@ -187,6 +187,7 @@ def test_onnx_threads_follow_the_cpu_request(objects: dict[tuple[str, str], dict
     """Without a CPU limit the pod sees the node's cores; its threads come from its request."""
     container = _container(objects)
     env = {e["name"]: e for e in container["env"]}
-    source = env["FAIRGATE_INTRA_OP_THREADS"]["valueFrom"]["resourceFieldRef"]
+    source = env["FAIRGATE_CPUS"]["valueFrom"]["resourceFieldRef"]
     assert source["resource"] == "requests.cpu" and source["containerName"] == container["name"]
     assert "cpu" in container["resources"]["requests"]
+    assert "FAIRGATE_INTRA_OP_THREADS" not in env, "a fixed thread count would ignore the workers and the overlap"

@@ -113,3 +113,49 @@ def test_compare_server_env_sets_one_side_and_keeps_the_base_policy(tmp_path: Pa
 def test_compare_server_env_names_a_bad_setting(spec: str) -> None:
     with pytest.raises(bench.BenchError, match="is not a:KEY=VALUE or b:KEY=VALUE"):
         bench.side_env([spec])
+
+
+def test_compare_open_rate_is_a_rate_or_half_of_the_slower_side() -> None:
+    saturation = {"a": {"throughput_rps": 80.0}, "b": {"throughput_rps": 100.0}}
+    assert bench.compare_open_rate("half", saturation, half_load=0.5) == 40.0
+    assert bench.compare_open_rate("25", saturation, half_load=0.5) == 25.0
+    with pytest.raises(bench.BenchError, match="not a rate in req/s or 'half'"):
+        bench.compare_open_rate("fast", saturation, half_load=0.5)
+    with pytest.raises(bench.BenchError, match="must be above 0"):
+        bench.compare_open_rate("0", saturation, half_load=0.5)
+    with pytest.raises(bench.BenchError, match="served nothing"):
+        bench.compare_open_rate("half", {"a": {"throughput_rps": 0.0}, "b": {}}, half_load=0.5)
+
+
+def test_open_rounds_alternate_and_pool_each_sides_latencies(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    calls: list[str] = []
+    latency_s = {"url-a": 0.010, "url-b": 0.020}
+
+    class Result:
+        def __init__(self, url: str) -> None:
+            self.url = url
+
+        def scheduled_in(self, start: float, end: float) -> list[SimpleNamespace]:
+            assert (start, end) == (1.0, 3.0), "only the window after the warm-up counts"
+            ok = [SimpleNamespace(ok=True, latency_s=latency_s[self.url] * (1 + k / 100)) for k in range(100)]
+            return [*ok, SimpleNamespace(ok=False, latency_s=9.0)]
+
+    async def fake_open(url: str, bodies: list[bytes], *, rate: float, seconds: float, args: object) -> Result:
+        assert rate == 30.0 and seconds == 3.0
+        calls.append(url)
+        return Result(url)
+
+    monkeypatch.setattr(bench, "_open", fake_open)
+    servers = {"a": SimpleNamespace(url="url-a"), "b": SimpleNamespace(url="url-b")}
+    args = bench._parse_args(["--compare-policy-rounds", "2"])
+
+    result = bench._alternate_open_rounds(servers, [b"{}"], args=args, rate=30.0, warmup_s=1.0, seconds=2.0)
+
+    assert calls == ["url-a", "url-b", "url-b", "url-a"]
+    assert result["a"]["n"] == 200 and result["b"]["n"] == 200, "failed requests are counted, not pooled"
+    assert result["a"]["errors"] == 2 and result["b"]["errors"] == 2
+    assert 10.0 <= result["a"]["p50_ms"] < result["a"]["p99_ms"] <= 10.0 * 1.99 + 1e-6
+    assert result["p99_delta_ms"] == pytest.approx(result["b"]["p99_ms"] - result["a"]["p99_ms"], abs=1e-3)
+    assert result["p99_delta_ms"] > 9.0

@@ -52,12 +52,22 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "FAIRGATE_GUARD_TAG='two words': 'two words' is not a model tag; use NAME or NAME:VERSION" in text
 
 
-def test_onnx_threads_share_the_cpus_over_the_workers_unless_set() -> None:
-    assert ServiceSettings(workers=1).threads_per_session(cpus=2) == 2
-    assert ServiceSettings(workers=2).threads_per_session(cpus=2) == 1
-    assert ServiceSettings(workers=3).threads_per_session(cpus=8) == 2
+def test_onnx_threads_share_the_cpus_over_the_workers_and_the_overlapped_sessions_unless_set() -> None:
+    # Overlapped (the default): guard and classifier run at once, so each gets half a worker's CPUs.
+    assert ServiceSettings().overlap_models
+    assert ServiceSettings(workers=1).threads_per_session(cpus=2) == 1
+    assert ServiceSettings(workers=1).threads_per_session(cpus=8) == 4
+    assert ServiceSettings(workers=2).threads_per_session(cpus=8) == 2
+    assert ServiceSettings(workers=3).threads_per_session(cpus=8) == 1
     assert ServiceSettings(workers=4).threads_per_session(cpus=2) == 1
+    # One after the other: each session gets all of a worker's CPUs.
+    assert ServiceSettings(workers=1, overlap_models=False).threads_per_session(cpus=2) == 2
+    assert ServiceSettings(workers=3, overlap_models=False).threads_per_session(cpus=8) == 2
+    assert ServiceSettings(workers=4, overlap_models=False).threads_per_session(cpus=2) == 1
     assert ServiceSettings(intra_op_threads=3, workers=2).threads_per_session(cpus=2) == 3
+    # FAIRGATE_CPUS (Kubernetes: the CPU request) replaces the count the process would make.
+    assert ServiceSettings(cpus=4, workers=1).threads_per_session() == 2
+    assert ServiceSettings(cpus=1, workers=1).threads_per_session() == 1
 
 
 def test_every_section_reads_its_documented_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
