@@ -149,17 +149,25 @@ AVX2_WEIGHTS_DTYPE = "QInt8"
 AVX2_REDUCE_RANGE = True
 
 
-def _fp32_nodes(model_path: Path, suffixes: Sequence[str] = KEEP_FP32_DEFAULT) -> list[str]:
-    """MatMul nodes left in fp32: the FFN down-projections (see ``KEEP_FP32_DEFAULT``)."""
+def _fp32_nodes(
+    model_path: Path, suffixes: Sequence[str] = KEEP_FP32_DEFAULT, *, attention: bool = False
+) -> list[str]:
+    """Nodes left in fp32: the MatMuls named by ``suffixes`` (by default the FFN
+    down-projections, see ``KEEP_FP32_DEFAULT``) and, with ``attention``, every fused
+    ``Attention`` node (ONNX Runtime's optimiser names them ``Attention_N``, so they are
+    chosen by op type, not by name)."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     return [
         node.name
         for node in graph.node
-        if node.op_type == "MatMul"
-        and "attention" not in node.name
-        and any(node.name.endswith(suffix) for suffix in suffixes)
+        if (attention and node.op_type == "Attention")
+        or (
+            node.op_type == "MatMul"
+            and "attention" not in node.name
+            and any(node.name.endswith(suffix) for suffix in suffixes)
+        )
     ]
 
 
@@ -209,8 +217,9 @@ def write_int8_variant(
 
     ``keep_fp32``: suffixes of the MatMul nodes dynamic int8 leaves in fp32 (default: the
     FFN down-projections, :data:`KEEP_FP32_DEFAULT`; :data:`KEEP_FP32_FFN` keeps both FFN projections).
-    The AVX2 weights (signed 7-bit or u8) are ``static.avx2_signed_weights`` (default signed)
-    in either mode, so every tier of a build uses the same weights.
+    The AVX2 weights (signed 7-bit or u8) and whether the fused attention stays fp32 are
+    ``static.avx2_signed_weights`` (default signed) and ``static.keep_attention_fp32``
+    (default no) in either mode, so every tier of a build uses the same weights.
 
     Separate from the export so that a build can retry with the other mode when one fails
     parity, and so that ``fairgate quantize`` can re-quantise a stored model. ``encode``
@@ -220,6 +229,7 @@ def write_int8_variant(
     model_dir = Path(model_dir)
     fp32_path, int8_path = model_dir / DEFAULT_FILES["fp32"], model_dir / DEFAULT_FILES["int8"]
     signed = (static or StaticQuantization()).avx2_signed_weights
+    attention_fp32 = (static or StaticQuantization()).keep_attention_fp32
     if mode == "static":
         if encode is None or not calibration_texts:
             raise QuantizationError(
@@ -237,7 +247,12 @@ def write_int8_variant(
             out = Path(scratch) / "model_int8.onnx"
             if config.quant_format == "integer-ops":
                 dynamic_record = _write_dynamic_int8(
-                    fp32_path, Path(scratch) / "dynamic.onnx", target, config.keep_fp32_suffixes, signed_weights=signed
+                    fp32_path,
+                    Path(scratch) / "dynamic.onnx",
+                    target,
+                    config.keep_fp32_suffixes,
+                    signed_weights=signed,
+                    attention_fp32=attention_fp32,
                 )
                 record = {
                     **dynamic_record,
@@ -251,7 +266,9 @@ def write_int8_variant(
         return record
     if mode != "dynamic":
         raise QuantizationError(f"quantization mode {mode!r} is not one of {', '.join(QUANTIZATION_MODES)}")
-    return _write_dynamic_int8(fp32_path, int8_path, target, keep_fp32, signed_weights=signed)
+    return _write_dynamic_int8(
+        fp32_path, int8_path, target, keep_fp32, signed_weights=signed, attention_fp32=attention_fp32
+    )
 
 
 def _write_dynamic_int8(
@@ -261,6 +278,7 @@ def _write_dynamic_int8(
     keep_fp32: Sequence[str] = KEEP_FP32_DEFAULT,
     *,
     signed_weights: bool = True,
+    attention_fp32: bool = False,
 ) -> dict[str, Any]:
     from optimum.onnxruntime import ORTQuantizer
 
@@ -273,7 +291,7 @@ def _write_dynamic_int8(
         if config.exists():
             shutil.copyfile(config, src / "config.json")
         quantizer = ORTQuantizer.from_pretrained(src, file_name="model.onnx")
-        kept_fp32 = _fp32_nodes(src / "model.onnx", keep_fp32)
+        kept_fp32 = _fp32_nodes(src / "model.onnx", keep_fp32, attention=attention_fp32)
         qconfig = _quantization_config(target, exclude=kept_fp32, signed_weights=signed_weights)
         with quiet_root_logger():  # onnxruntime logs one INFO line per tensor to the root logger
             quantizer.quantize(quantization_config=qconfig, save_dir=q_dir, file_suffix="int8")
@@ -286,6 +304,7 @@ def _write_dynamic_int8(
         "weights_dtype": str(qconfig.weights_dtype.name),
         "operators": list(qconfig.operators_to_quantize),
         "fp32_nodes": kept_fp32,
+        "attention_fp32": attention_fp32,
     }
 
 

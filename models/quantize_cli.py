@@ -18,6 +18,8 @@ __all__ = ["register_quantize"]
 
 EXIT_ERROR = 1
 EXIT_PARITY = 4
+# The --keep-fp32 word for the fused attention nodes (named Attention_N, not by a suffix).
+ATTENTION = "attention"
 
 
 def register_quantize(subparsers: argparse._SubParsersAction) -> None:
@@ -42,8 +44,9 @@ def register_quantize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--text-column", default="text")
     p.add_argument("--int8-min-agreement", type=float, default=0.99)
     p.add_argument("--keep-fp32", default=None,
-                   help="comma-separated MatMul name suffixes left in fp32, or none "
-                   "(default: the FFN down-projections, see fairgate.models.static_int8)")
+                   help="comma-separated MatMul name suffixes left in fp32, and/or 'attention' for the "
+                   "fused attention nodes, or none (default: the FFN down-projections, see "
+                   "fairgate.models.static_int8)")
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--u8-weights", action="store_true",
                          help="u8 int8 weights on AVX2 (default: the weights the stored model has)")
@@ -73,13 +76,15 @@ def _handle_quantize(args: argparse.Namespace) -> int:
             )
         calibration = read_texts(args.calibration_texts, column=args.text_column) if args.calibration_texts else []
         parity_texts = read_texts(args.parity_texts, column=args.text_column)
+        kept = None if args.keep_fp32 is None else [s.strip() for s in args.keep_fp32.split(",")]
         static = StaticQuantization(
             method=args.calibration_method,
             quant_format=args.static_format,
             max_texts=args.calibration_samples,
             keep_fp32_suffixes=KEEP_FP32_SUFFIXES
-            if args.keep_fp32 is None
-            else tuple(s for s in args.keep_fp32.split(",") if s and s != "none"),
+            if kept is None
+            else tuple(s for s in kept if s and s not in ("none", ATTENTION)),
+            keep_attention_fp32=kept is not None and ATTENTION in kept,
             avx2_signed_weights=_signed_weights(args, stored.metadata),
         )
         with tempfile.TemporaryDirectory(prefix="fairgate-quantize-") as scratch:

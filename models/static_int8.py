@@ -87,6 +87,11 @@ class StaticQuantization:
     max_texts: int = 256
     seed: int = 0
     keep_fp32_suffixes: tuple[str, ...] = KEEP_FP32_SUFFIXES
+    # The fused attention (its Q/K/V projections, ``QAttention`` in int8) left in fp32: the
+    # build's fallback when the default graph misses the int8 gate (fairgate.models.pipeline).
+    # Attention's int8 input scale was what separated SST-2's near-boundary sentences: 0.986
+    # -> 0.990 agreement on the issue's recipe (docs/models.md, "Static int8").
+    keep_attention_fp32: bool = False
     # AVX2: signed 7-bit weights (the u8 x s8 path) when True, u8 weights when False; the
     # build's dynamic fallback tiers use the same weights (fairgate.models.export).
     avx2_signed_weights: bool = True

@@ -85,3 +85,27 @@ def test_quantize_keeps_the_stored_weights_unless_told(flags: list[str], stored:
     args = argparse.Namespace(u8_weights="--u8-weights" in flags, signed_weights="--signed-weights" in flags)
     metadata = {"export": {"quantization": {"weights_dtype": stored}}} if stored else {}
     assert _signed_weights(args, metadata) is signed
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_keep_fp32_attention_leaves_the_fused_attention_in_fp32(
+    mode: str, stored: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--keep-fp32 attention,SUFFIX``: the fused Attention nodes (named Attention_N, so
+    chosen by op type) stay fp32 beside the named MatMuls, in either mode."""
+    import onnx
+
+    from fairgate.models.static_int8 import KEEP_FP32_SUFFIXES
+
+    texts = _texts(tmp_path / "texts.txt")
+    out_dir = tmp_path / "model"
+    code = main(["quantize", "--model", stored, "--mode", mode, "--calibration-texts", str(texts),
+                 "--calibration-samples", "5", "--parity-texts", str(texts), "--int8-min-agreement", "0",
+                 "--keep-fp32", f"attention,{KEEP_FP32_SUFFIXES[0]}", "--no-store", "--output-dir", str(out_dir)])
+    capsys.readouterr()
+    assert code == 0
+    ops = [n.op_type for n in onnx.load(str(out_dir / "model.int8.onnx")).graph.node]
+    assert "Attention" in ops and "QAttention" not in ops
+    assert "MatMulInteger" in ops  # the rest is still int8
+    fp32 = [n.op_type for n in onnx.load(str(out_dir / "model.onnx")).graph.node]
+    assert fp32.count("Attention") == ops.count("Attention") > 0

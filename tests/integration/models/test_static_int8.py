@@ -191,12 +191,17 @@ def _int8_tier(model_dir: Path) -> str:
     fp32 = {n.name for n in nodes if n.op_type == "MatMul" and "attention" not in n.name}
     down_fp32 = any(name.endswith("/output/dense/MatMul") for name in fp32)
     up_fp32 = any(name.endswith("/intermediate/dense/MatMul") for name in fp32)
-    if "DynamicQuantizeLinear" not in {n.op_type for n in nodes}:
+    ops = {n.op_type for n in nodes}
+    if "DynamicQuantizeLinear" not in ops:
+        if "Attention" in ops:  # the fused attention left in fp32 (int8 it is QAttention)
+            assert "QAttention" not in ops
+            return "static-attention-fp32"
         return "static-ffn-down-fp32" if down_fp32 else "static"
+    assert "QAttention" in ops
     return "dynamic-ffn-fp32" if up_fp32 else "dynamic"
 
 
-DEFAULT_TIERS = ["static-ffn-down-fp32", "dynamic", "dynamic-ffn-fp32"]
+DEFAULT_TIERS = ["static-ffn-down-fp32", "static-attention-fp32", "dynamic", "dynamic-ffn-fp32"]
 ALL_INT8_TIERS = ["static", *DEFAULT_TIERS]
 
 
@@ -208,8 +213,9 @@ def test_auto_mode_falls_back_tier_by_tier_until_one_passes_the_gate(
     tiny_encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, all_int8: bool, passing: str | None
 ) -> None:
     """Static int8 first (the FFN down-projections in fp32 by default; every MatMul in int8
-    when asked, then the default graph); then dynamic; then dynamic with both FFN projections
-    in fp32; past the last, nothing is stored."""
+    when asked, then the default graph); then static with the fused attention in fp32 too;
+    then dynamic; then dynamic with both FFN projections in fp32; past the last, nothing is
+    stored."""
     from dataclasses import replace
 
     import fairgate.models.export as export_module
@@ -219,7 +225,7 @@ def test_auto_mode_falls_back_tier_by_tier_until_one_passes_the_gate(
 
     tiers = ALL_INT8_TIERS if all_int8 else DEFAULT_TIERS
     tried: list[str] = []
-    agreement_of = {tier: 0.9 + 0.01 * k for k, tier in enumerate(tiers)}  # all below the gate
+    agreement_of = {tier: round(0.9 + 0.01 * k, 2) for k, tier in enumerate(tiers)}  # all below the gate
     if passing is not None:
         agreement_of[passing] = 1.0
 
@@ -249,7 +255,12 @@ def test_auto_mode_falls_back_tier_by_tier_until_one_passes_the_gate(
     quantization = export["quantization"]
     assert quantization["mode"] == passing.split("-")[0]
     missed = tiers[: tiers.index(passing)]
-    attempt_key = {"static": "static", "static-ffn-down-fp32": "static", "dynamic": "dynamic"}
+    attempt_key = {
+        "static": "static",
+        "static-ffn-down-fp32": "static",
+        "static-attention-fp32": "static_attention_fp32",
+        "dynamic": "dynamic",
+    }
     if all_int8:
         attempt_key["static-ffn-down-fp32"] = "static_ffn_down_fp32"
     assert {k for k in quantization if k.endswith("_attempt")} == {f"{attempt_key[t]}_attempt" for t in missed}
@@ -262,8 +273,20 @@ def test_auto_mode_falls_back_tier_by_tier_until_one_passes_the_gate(
     assert quantization["static_attempt"]["calibration"]["texts"] == len(CALIBRATION)
     assert quantization["chosen_because"].startswith("auto: static int8")
     assert quantization["chosen_because"].endswith("stored")
-    if all_int8 and passing in ("dynamic", "dynamic-ffn-fp32"):
+    if all_int8 and passing in ("static-attention-fp32", "dynamic", "dynamic-ffn-fp32"):
         assert quantization["static_ffn_down_fp32_attempt"]["int8_label_agreement"] == 0.91
+    if passing == "static-attention-fp32":
+        assert quantization["attention_fp32"] is True
+        assert quantization["calibration"]["texts"] == len(CALIBRATION)  # still static, still calibrated
+        assert any(name.startswith("Attention") for name in quantization["fp32_nodes"])
+        assert "static int8 with the attention and the FFN down-projections in fp32 stored" in quantization[
+            "chosen_because"
+        ]
+    if passing in ("dynamic", "dynamic-ffn-fp32"):
+        attention_attempt = quantization["static_attention_fp32_attempt"]
+        assert attention_attempt["int8_label_agreement"] == agreement_of["static-attention-fp32"]
+        assert any(name.startswith("Attention") for name in attention_attempt["fp32_nodes"])
+        assert quantization["attention_fp32"] is False
     if passing == "dynamic-ffn-fp32":
         assert quantization["dynamic_attempt"]["int8_label_agreement"] == agreement_of["dynamic"]
         assert "dynamic int8 with every FFN MatMul in fp32 stored" in quantization["chosen_because"]
