@@ -13,8 +13,8 @@ REDIS ?=
 # `make bench REDIS=1 REDIS_ROUNDS=4` pools 4 pairs of phases without/with Redis (about 90 s each).
 REDIS_ROUNDS ?=
 # The run's time budget (seconds): 540; with REDIS_ROUNDS the other phases plus about 200 s per pair;
-# with COMPARE_OPEN_RATE 900 (the open-loop rounds double the comparison).
-BENCH_BUDGET ?= $(if $(REDIS_ROUNDS),$(shell echo $$((600 + 200 * $(REDIS_ROUNDS)))),$(if $(COMPARE_OPEN_RATE),900,540))
+# COMPARE_OPEN_RATE adds 360 (the open-loop rounds double the comparison).
+BENCH_BUDGET ?= $(shell echo $$(( $(if $(REDIS_ROUNDS),600 + 200 * $(REDIS_ROUNDS),540) + $(if $(COMPARE_OPEN_RATE),360,0) )))
 # `make bench COMPARE_GUARD=A,B` (and/or COMPARE_CLASSIFIER=A,B) runs both model variants side by side first.
 COMPARE_GUARD ?=
 COMPARE_CLASSIFIER ?=

@@ -1,7 +1,9 @@
 """The guard: the one object the service (or any product) calls on every batch.
 
-``screen`` runs before inference (groups + toxicity, may block), ``review`` after it (rate
-windows, disparity alerts, final decision). Both take and return lists, so adaptive
+``screen`` decides what may block on the input alone (groups + toxicity), ``review`` runs on
+the classifier's answers (rate windows, disparity alerts, final decision). The service may
+run the classifier beside ``screen`` and drop the answers of the items it blocked; a blocked
+item's label never reaches ``review``. Both take and return lists, so adaptive
 batching pays off through the whole path.
 
 Thread safety is the guard's own: a product embeds it without the service, so one
@@ -623,8 +625,8 @@ class Guard:
     ) -> list[Decision]:
         """Record outcomes per group, run the rate monitors, and decide each item.
 
-        ``labels`` holds the classifier's label per item, None where the item was blocked
-        before inference (or not classified). Items in several groups count in each.
+        ``labels`` holds the classifier's label per item, None where the screen blocked the
+        item (or it was not classified). Items in several groups count in each.
         ``embeddings`` (``[n, d]``, rows of NaN for items not classified) are the
         classifier's pooled embeddings, for the domain-shift monitor; None skips it.
         """

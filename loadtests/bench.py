@@ -227,6 +227,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--redis-rounds {args.redis_rounds}: give 1 or more pairs of phases")
     if args.redis_rounds > 1 and args.redis is None:
         parser.error("--redis-rounds needs --redis (the rounds compare fairgate without and with Redis)")
+    if args.compare_open_rate is not None:
+        if not comparing_policies(args):
+            parser.error(
+                "--compare-open-rate needs a comparison to run it in: --compare-server-env, --compare-probe "
+                "or --compare-policy"
+            )
+        try:  # checked now, not after the saturation rounds it follows
+            compare_open_rate(args.compare_open_rate, {"a": {"throughput_rps": 1.0}, "b": {"throughput_rps": 1.0}},
+                              half_load=args.half_load)
+        except BenchError as error:
+            parser.error(str(error))
     return args
 
 

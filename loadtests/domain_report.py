@@ -14,8 +14,7 @@ is the whole picture; a fresh process, so every set starts with an empty window)
 - ``sst2_dev``: the SST-2 development sentences (movie reviews, a nearby domain), from
   ``../shared/data/sst2/dev.tsv``.
 - ``davidson``: a seeded sample of tweets from ``../shared/data/davidson_labeled_data.csv``
-  (a far domain; the guard blocks some before the classifier sees them, and blocked items
-  are not scored).
+  (a far domain; the guard blocks some, and blocked items get no domain score).
 
 Each set goes in ``/classify_batch`` requests of ``--batch`` items; after every request
 ``/guardrails/status`` is read, so the alert's position is known to the batch: "items

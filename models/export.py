@@ -292,6 +292,8 @@ def _write_dynamic_int8(
             shutil.copyfile(config, src / "config.json")
         quantizer = ORTQuantizer.from_pretrained(src, file_name="model.onnx")
         kept_fp32 = _fp32_nodes(src / "model.onnx", keep_fp32, attention=attention_fp32)
+        # What was kept, not what was asked: a graph without fused Attention nodes has none to keep.
+        attention_kept = attention_fp32 and bool(_fp32_nodes(src / "model.onnx", (), attention=True))
         qconfig = _quantization_config(target, exclude=kept_fp32, signed_weights=signed_weights)
         with quiet_root_logger():  # onnxruntime logs one INFO line per tensor to the root logger
             quantizer.quantize(quantization_config=qconfig, save_dir=q_dir, file_suffix="int8")
@@ -304,7 +306,7 @@ def _write_dynamic_int8(
         "weights_dtype": str(qconfig.weights_dtype.name),
         "operators": list(qconfig.operators_to_quantize),
         "fp32_nodes": kept_fp32,
-        "attention_fp32": attention_fp32,
+        "attention_fp32": attention_kept,
     }
 
 

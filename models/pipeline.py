@@ -198,7 +198,8 @@ def _fallback_tiers(first: StaticQuantization) -> list[_Int8Tier]:
     """The int8 graphs tried after ``first`` (static) misses the gate, from the default graphs on.
 
     Static with the FFN down-projections in fp32 (unless ``first`` already was that), then
-    static with the fused attention in fp32 too, then dynamic with the down-projections in
+    static with the fused attention in fp32 too (integer-ops format only: qdq never quantises
+    the fused attention), then dynamic with the down-projections in
     fp32, then dynamic with both FFN projections in fp32. Static before dynamic: a static
     graph scores a text the same in any batch. The attention tier is what let the issue's
     SST-2 recipe (5,000 training phrases) pass the 0.99 gate: 0.986 -> 0.990, where
@@ -211,7 +212,7 @@ def _fallback_tiers(first: StaticQuantization) -> list[_Int8Tier]:
         tiers.append(
             _Int8Tier("static_ffn_down_fp32", "static", KEEP_FP32_DEFAULT, "static int8 with the FFN down-projections in fp32")
         )
-    if not first.keep_attention_fp32:
+    if not first.keep_attention_fp32 and first.quant_format == "integer-ops":  # qdq never quantises it
         tiers.append(
             _Int8Tier(
                 "static_attention_fp32",
@@ -287,6 +288,7 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
         missed_record: dict[str, Any] = {
             "mode": "static",
             "fp32_nodes": kept,
+            "attention_fp32": bool(export["quantization"].get("attention_fp32")),
             "calibration": export["quantization"].get("calibration"),
         }
         tiers = _fallback_tiers(target.static)
@@ -320,7 +322,11 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
             if report.passed:
                 break
             missed_key, missed = tier.key, tier.description
-            missed_record = {"mode": tier.mode, "fp32_nodes": export["quantization"].get("fp32_nodes") or []}
+            missed_record = {
+                "mode": tier.mode,
+                "fp32_nodes": export["quantization"].get("fp32_nodes") or [],
+                "attention_fp32": bool(export["quantization"].get("attention_fp32")),
+            }
             missed_names.append(tier.description)
         export["sizes_bytes"]["int8"] = (model_dir / "model.int8.onnx").stat().st_size
     export["quantization"]["chosen_because"] = reason

@@ -163,6 +163,13 @@ def _fp32_matmuls(model_path: Path, suffixes: Sequence[str]) -> list[str]:
     ]
 
 
+def _has_fused_attention(model_path: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return any(node.op_type == "Attention" for node in graph.node)
+
+
 class _Reader:
     """ONNX Runtime's CalibrationDataReader over prepared feeds (its interface, duck-typed)."""
 
@@ -252,6 +259,8 @@ def quantize_static_file(
         "weights_symmetric": True,
         "operators": ["MatMul"],
         "fp32_nodes": kept_fp32,
+        # ONNX Runtime has no QDQ form of the fused Attention: the qdq format always leaves it fp32.
+        "attention_fp32": _has_fused_attention(fp32_path),
         "calibration": {
             "method": config.method,
             **({"percentile": config.percentile} if config.method == "percentile" else {}),

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import CancelledError, Executor, Future
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["BatchGuard", "ClassifierModel", "GuardedClassifier", "ItemLike", "ModelFailure", "can_share_encoding"]
 
 logger = logging.getLogger(__name__)
+
+# The classifier's answer for a batch: probabilities [n, labels] and pooled embeddings or None.
+_Predicted = tuple[np.ndarray, np.ndarray | None]
 
 
 class ItemLike(Protocol):
@@ -243,10 +246,9 @@ class GuardedClassifier:
         metrics.batch_size.labels(stage="request").observe(len(texts))
         encoding = self._shared_encoding(texts)
         every = list(range(len(texts)))
-        ahead: Future[tuple[np.ndarray, np.ndarray | None]] | None = None
-        if self.classifier_runner is not None:
+        ahead = self._run_ahead(texts, every, encoding)
+        if ahead is not None:
             metrics.batch_size.labels(stage="classifier").observe(len(texts))
-            ahead = self.classifier_runner.submit(self._predict, texts, every, encoding)
         try:
             screens = self.guard.screen(texts, groups, encoding=encoding)
         except BaseException:
@@ -262,8 +264,9 @@ class GuardedClassifier:
             if ahead is not None:  # every item blocked: its answer is not needed, nor is a failure fatal
                 _settle(ahead)
         else:
-            if ahead is not None:
-                probabilities, pooled = ahead.result()  # a ModelFailure is raised here, as inline
+            answered = _answer(ahead)  # a ModelFailure is raised here, as inline
+            if answered is not None:
+                probabilities, pooled = answered
                 if len(passed) < len(texts):
                     probabilities = probabilities[passed]
                     pooled = None if pooled is None else pooled[passed]
@@ -356,9 +359,19 @@ class GuardedClassifier:
         """One classifier run over ``texts`` (the occlusion rows)."""
         return self.classifier.probabilities(self.classifier.run(self.classifier.encode(list(texts))))
 
-    def _predict(
-        self, texts: list[str], rows: list[int], encoding: Encoding | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run_ahead(self, texts: list[str], rows: list[int], encoding: Encoding | None) -> Future[_Predicted] | None:
+        """The classifier on ``rows``, submitted to run beside the screen; None when there is
+        no runner or it takes no more work (shut down: the service is closing), and the
+        classifier then runs inline after the screen, on the items it passed."""
+        if self.classifier_runner is None:
+            return None
+        try:
+            return self.classifier_runner.submit(self._predict, texts, rows, encoding)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            logger.info("the classifier runner is shut down (the service is closing); running the classifier inline")
+            return None
+
+    def _predict(self, texts: list[str], rows: list[int], encoding: Encoding | None) -> _Predicted:
         """Probabilities of the classifier for ``rows``: one tokenizer call, one session run.
 
         Also the pooled embeddings when the classifier's graph has them (``run_outputs``: the
@@ -409,6 +422,18 @@ class GuardedClassifier:
             return status
         probe = probe.model_copy(update={"pending": runner.pending, "dropped": runner.dropped})
         return status.model_copy(update={"counterfactual": probe})
+
+
+def _answer(future: Future[_Predicted] | None) -> _Predicted | None:
+    """The overlapped classifier's answer, or None when there is none to wait for (not
+    submitted, or cancelled by the service closing): the caller then runs it inline."""
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except CancelledError:
+        logger.info("the overlapped classifier run was cancelled (the service is closing); running it inline")
+        return None
 
 
 def _settle(future: Future[Any]) -> None:

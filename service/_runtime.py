@@ -216,7 +216,7 @@ def load_runtime(
         )
     # The classifier runs beside the guard's screen (FAIRGATE_OVERLAP_MODELS; GuardedClassifier).
     classifier_runner = None
-    if service.overlap_models:
+    if service.overlaps():
         classifier_runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fairgate-classifier")
     pipeline = GuardedClassifier(
         classifier=classifier_model,

@@ -80,7 +80,8 @@ class ServiceSettings(_Section):
     intra_op_threads: int | None = Field(
         default=None,
         ge=1,
-        description="ONNX Runtime threads per session (default: available CPUs / workers; see threads_per_session)",
+        description="ONNX Runtime threads per session (default: available CPUs / workers, halved when the "
+        "models overlap; see threads_per_session)",
     )
     cpus: int | None = Field(
         default=None,
@@ -112,7 +113,8 @@ class ServiceSettings(_Section):
     overlap_models: bool = Field(
         default=True,
         description="run the classifier beside the guard's screen, on its own thread (the answers for items the "
-        "screen blocks are discarded unseen); false: the classifier sees only the items the screen passed",
+        "screen blocks are discarded unseen), when a worker has 2 CPUs or more; false: the classifier sees only "
+        "the items the screen passed",
     )
     access_log: bool = Field(default=False, description="BentoML's per-request access log line")
     probe_queue_batches: int = Field(
@@ -207,14 +209,24 @@ class ServiceSettings(_Section):
         """
         if self.intra_op_threads is not None:
             return self.intra_op_threads
+        sessions_at_once = 2 if self.overlaps(cpus) else 1
+        return max(1, self._cpus(cpus) // (self.workers * sessions_at_once))
+
+    def overlaps(self, cpus: int | None = None) -> bool:
+        """Whether a worker runs its two sessions side by side: ``overlap_models`` and at
+        least 2 CPUs per worker. On one CPU the two sessions would only take turns on it
+        (more switching, no more compute), so each worker then runs them one after the
+        other. ``cpus`` as for :meth:`threads_per_session`."""
+        return self.overlap_models and self._cpus(cpus) // self.workers >= 2
+
+    def _cpus(self, cpus: int | None) -> int:
         if cpus is None:
             cpus = self.cpus
         if cpus is None:
             from fairgate.service.cpus import available_cpus
 
             cpus = available_cpus()
-        sessions_at_once = 2 if self.overlap_models else 1
-        return max(1, cpus // (self.workers * sessions_at_once))
+        return cpus
 
 
 class LimitSettings(_Section):

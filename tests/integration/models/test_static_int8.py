@@ -286,7 +286,24 @@ def test_auto_mode_falls_back_tier_by_tier_until_one_passes_the_gate(
         attention_attempt = quantization["static_attention_fp32_attempt"]
         assert attention_attempt["int8_label_agreement"] == agreement_of["static-attention-fp32"]
         assert any(name.startswith("Attention") for name in attention_attempt["fp32_nodes"])
+        assert attention_attempt["attention_fp32"] is True
+        assert quantization["static_attempt"]["attention_fp32"] is False
         assert quantization["attention_fp32"] is False
     if passing == "dynamic-ffn-fp32":
         assert quantization["dynamic_attempt"]["int8_label_agreement"] == agreement_of["dynamic"]
         assert "dynamic int8 with every FFN MatMul in fp32 stored" in quantization["chosen_because"]
+
+
+def test_the_attention_tier_is_tried_only_where_the_format_quantises_the_attention() -> None:
+    """qdq never quantises the fused Attention, so its attention tier would rebuild the same graph."""
+    from fairgate.models.pipeline import _fallback_tiers
+
+    def keys(static: StaticQuantization) -> list[str]:
+        return [tier.key for tier in _fallback_tiers(static)]
+
+    assert keys(StaticQuantization()) == ["static_attention_fp32", "dynamic", "dynamic_ffn_fp32"]
+    assert keys(StaticQuantization(keep_fp32_suffixes=())) == [
+        "static_ffn_down_fp32", "static_attention_fp32", "dynamic", "dynamic_ffn_fp32"
+    ]
+    assert keys(StaticQuantization.for_method("entropy")) == ["dynamic", "dynamic_ffn_fp32"]
+    assert keys(StaticQuantization(keep_attention_fp32=True)) == ["dynamic", "dynamic_ffn_fp32"]

@@ -88,7 +88,7 @@ def test_failing_model_answers_503_with_retry_after_and_no_label(servers: dict[s
     with httpx.Client(timeout=30) as client:
         single = client.post(server.url + "/classify", json={"text": texts.allow})
         batch = client.post(server.url + "/classify_batch", json={"items": [{"text": texts.allow}, {"text": texts.flag}]})
-        # An item the guard blocks never reaches the model, so it is still answered.
+        # An item the guard blocks never needs the model's answer, so it is still answered.
         blocked = client.post(server.url + "/classify", json={"text": texts.block})
     for response in (single, batch):
         assert "classifier failed" in assert_error_shape(response, 503).error

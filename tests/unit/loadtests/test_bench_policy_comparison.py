@@ -159,3 +159,15 @@ def test_open_rounds_alternate_and_pool_each_sides_latencies(monkeypatch: pytest
     assert 10.0 <= result["a"]["p50_ms"] < result["a"]["p99_ms"] <= 10.0 * 1.99 + 1e-6
     assert result["p99_delta_ms"] == pytest.approx(result["b"]["p99_ms"] - result["a"]["p99_ms"], abs=1e-3)
     assert result["p99_delta_ms"] > 9.0
+
+
+def test_a_bad_or_idle_compare_open_rate_is_refused_before_anything_runs(capsys: pytest.CaptureFixture) -> None:
+    """Checked when the arguments are read, not after the saturation rounds it would follow."""
+    with pytest.raises(SystemExit):
+        bench._parse_args(["--compare-server-env", "a:FAIRGATE_OVERLAP_MODELS=false", "--compare-open-rate", "fast"])
+    assert "'fast' is not a rate" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench._parse_args(["--compare-open-rate", "half"])  # no comparison to run it in
+    assert "needs a comparison" in capsys.readouterr().err
+    args = bench._parse_args(["--compare-probe", "--compare-open-rate", "half"])
+    assert args.compare_open_rate == "half"

@@ -103,6 +103,42 @@ def test_the_classifier_runs_on_the_runner_thread_while_the_guard_screens(runner
     assert classifier.threads and classifier.threads[0].startswith("test-classifier")
 
 
+def test_a_shut_down_runner_means_the_classifier_runs_inline_not_a_failure() -> None:
+    """The service closing shuts the runner down; a batch still in flight is answered inline."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-classifier")
+    pool.shutdown(wait=True)
+    classifier = EmbeddingModel()
+    pipeline, _, _ = _pipeline(classifier, FakeScorer(), pool)
+
+    results = pipeline.classify(ITEMS)
+
+    assert [r.label for r in results] == ["positive", None, "negative"]
+    assert classifier.threads == [threading.current_thread().name]  # inline, on the caller's thread
+    assert len(classifier.run_batches) == 1 and len(classifier.run_batches[0]) == 2  # passed items only
+
+
+def test_a_cancelled_overlapped_run_is_run_again_inline() -> None:
+    """``shutdown(cancel_futures=True)`` may cancel the batch's queued run: it is answered inline."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-classifier")
+    release = threading.Event()
+    pool.submit(release.wait, 5.0)  # occupy the runner so the batch's run stays queued
+    classifier = EmbeddingModel()
+
+    class CancellingScorer(FakeScorer):
+        def score(self, texts: list[str], *, encoding: Encoding | None = None) -> np.ndarray:
+            pool.shutdown(wait=False, cancel_futures=True)  # the service closes mid-batch
+            release.set()
+            return super().score(texts, encoding=encoding)
+
+    pipeline, _, _ = _pipeline(classifier, CancellingScorer(), pool)
+
+    results = pipeline.classify(ITEMS)
+
+    assert [r.label for r in results] == ["positive", None, "negative"]
+    assert classifier.threads == [threading.current_thread().name]
+    pool.shutdown(wait=True)
+
+
 def test_without_a_runner_the_screen_comes_first_and_blocked_items_never_run() -> None:
     classifier = EmbeddingModel()
     pipeline, _, _ = _pipeline(classifier, FakeScorer(), None)

@@ -70,6 +70,20 @@ def test_onnx_threads_share_the_cpus_over_the_workers_and_the_overlapped_session
     assert ServiceSettings(cpus=1, workers=1).threads_per_session() == 1
 
 
+def test_models_overlap_only_when_a_worker_has_two_cpus() -> None:
+    """On one CPU per worker the two sessions could only take turns: they run in sequence."""
+    assert ServiceSettings(workers=1).overlaps(cpus=2)
+    assert ServiceSettings(workers=2).overlaps(cpus=4)
+    assert not ServiceSettings(workers=1).overlaps(cpus=1)
+    assert not ServiceSettings(workers=2).overlaps(cpus=2)
+    assert not ServiceSettings(workers=4).overlaps(cpus=2)
+    assert not ServiceSettings(workers=1, overlap_models=False).overlaps(cpus=8)
+    assert ServiceSettings(cpus=2, workers=1).overlaps()
+    assert not ServiceSettings(cpus=1, workers=1).overlaps()  # the Kubernetes manifest's one-CPU request
+    # 3 CPUs over 2 workers: one each, so the sessions run in sequence on one thread.
+    assert ServiceSettings(workers=2).threads_per_session(cpus=3) == 1
+
+
 def test_every_section_reads_its_documented_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FAIRGATE_MAX_CONCURRENCY", "8")
     monkeypatch.setenv("FAIRGATE_REQUEST_TIMEOUT_S", "2.5")
