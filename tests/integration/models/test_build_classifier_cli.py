@@ -59,6 +59,12 @@ def test_build_stores_model_and_evaluate_reports(
     quantization = get_stored_model("cli-test-clf").metadata["export"]["quantization"]
     assert quantization["mode"] in {"static", "dynamic"}  # auto: static when it passes parity
     assert quantization["chosen_because"].startswith("auto: ")
+    # A classifier build asks for every MatMul in int8 first (CLASSIFIER_KEEP_FP32): that graph
+    # was stored, or it is the first attempt on record.
+    first = quantization if quantization["chosen_because"] == "auto: static passed parity" else quantization[
+        "static_attempt"
+    ]
+    assert first["fp32_nodes"] == []
     # The domain-shift monitor's parts: the embedding output and the reference statistics.
     stored = get_stored_model("cli-test-clf").metadata
     assert stored["export"]["embedding_output"]["name"] == "embedding"
