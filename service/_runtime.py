@@ -174,6 +174,7 @@ def load_runtime(
     policy_path = service.policy if service.policy is not None else default_policy_path()
     policy = load_policy(policy_path)
     threads = service.threads_per_session()
+    guard_threads = service.guard_threads_per_session()
     variant = service.onnx_variant
     classifier_model = OnnxTextModel.from_directory(
         classifier.path, variant=variant, intra_op_threads=threads, bucket_size=service.bucket_size
@@ -187,7 +188,10 @@ def load_runtime(
     if domain_off is not None:  # the one line saying why the domain-shift monitor is off
         logger.warning("domain-shift monitor off for %s: %s", classifier.tag, domain_off)
     guard_model = OnnxTextModel.from_directory(
-        guard.path, variant=variant, intra_op_threads=threads, bucket_size=service.bucket_size
+        guard.path,
+        variant=variant,
+        intra_op_threads=guard_threads,
+        bucket_size=service.bucket_size,
     )
     scorer: ToxicityScorer = OnnxToxicityScorer(model=guard_model)
     # Explanations occlude with the same model but never through the deadline below: an
@@ -253,13 +257,15 @@ def load_runtime(
         logger.warning("audit trail disabled (FAIRGATE_AUDIT_DB=off): flag/block decisions are not recorded")
     elapsed = time.perf_counter() - started
     logger.info(
-        "fairgate ready in %.2fs: classifier %s, guard %s (%s, %d threads/session), policy %s version %s, "
+        "fairgate ready in %.2fs: classifier %s, guard %s (%s, ONNX threads: classifier %d, guard %d), "
+        "policy %s version %s, "
         "shared tokenization %s, models overlapped %s",
         elapsed,
         classifier.tag,
         guard.tag,
         variant,
         threads,
+        guard_threads,
         policy_path,
         policy.version,
         pipeline.share_encoding,

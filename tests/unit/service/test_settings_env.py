@@ -70,6 +70,21 @@ def test_onnx_threads_share_the_cpus_over_the_workers_and_the_overlapped_session
     assert ServiceSettings(cpus=1, workers=1).threads_per_session() == 1
 
 
+def test_the_guard_takes_a_workers_cpus_when_the_models_overlap() -> None:
+    """The batch waits for the slower overlapped session, the guard with the default models."""
+    assert ServiceSettings(workers=1).guard_threads_per_session(cpus=2) == 2
+    assert ServiceSettings(workers=1).threads_per_session(cpus=2) == 1  # the classifier keeps its half
+    assert ServiceSettings(workers=2).guard_threads_per_session(cpus=8) == 4
+    # In sequence (one CPU per worker, or overlap off): the same as every other session.
+    assert ServiceSettings(workers=1).guard_threads_per_session(cpus=1) == 1
+    assert ServiceSettings(workers=1, overlap_models=False).guard_threads_per_session(cpus=2) == 2
+    assert ServiceSettings(workers=4, overlap_models=False).guard_threads_per_session(cpus=2) == 1
+    # Explicit settings win: FAIRGATE_GUARD_INTRA_OP_THREADS, else FAIRGATE_INTRA_OP_THREADS.
+    assert ServiceSettings(intra_op_threads=1).guard_threads_per_session(cpus=8) == 1
+    assert ServiceSettings(intra_op_threads=1, guard_intra_op_threads=3).guard_threads_per_session(cpus=8) == 3
+    assert ServiceSettings(guard_intra_op_threads=1).guard_threads_per_session(cpus=8) == 1
+
+
 def test_models_overlap_only_when_a_worker_has_two_cpus() -> None:
     """On one CPU per worker the two sessions could only take turns: they run in sequence."""
     assert ServiceSettings(workers=1).overlaps(cpus=2)
