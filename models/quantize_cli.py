@@ -46,7 +46,8 @@ def register_quantize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-fp32", default=None,
                    help="comma-separated MatMul name suffixes left in fp32, and/or 'attention' for the "
                    "fused attention nodes, or none; the list replaces the default, the FFN down-projections "
-                   "(fairgate.models.static_int8), so name them too to keep them")
+                   "(fairgate.models.static_int8, what guard builds keep; classifier builds try none first), "
+                   "so name them too to keep them")
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--u8-weights", action="store_true",
                          help="u8 int8 weights on AVX2 (default: the weights the stored model has)")

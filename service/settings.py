@@ -86,8 +86,8 @@ class ServiceSettings(_Section):
     guard_intra_op_threads: int | None = Field(
         default=None,
         ge=1,
-        description="ONNX Runtime threads of the guard's session (default: all of a worker's CPUs when the "
-        "models overlap, else as intra_op_threads; see guard_threads_per_session)",
+        description="ONNX Runtime threads of the guard's session (default: intra_op_threads if set; else all of "
+        "a worker's CPUs when the models overlap; else as the classifier; see guard_threads_per_session)",
     )
     cpus: int | None = Field(
         default=None,
@@ -226,12 +226,14 @@ class ServiceSettings(_Section):
         Why the guard gets more than its half: a batch waits for the slower of the two
         overlapped sessions, and with the default models that is the guard (its FFN
         down-projections stay fp32 and its weights u8, for its fairness figures; the
-        classifier is all-int8). The pools do not spin, so the guard's second thread only
-        takes a core once the classifier has finished with it. Measured on 2 CPUs, one
-        worker, default models (docs/service.md, "Overlap"): guard 2 threads and classifier 1
+        classifier is all-int8). While both run, their threads share the cores (the pools do
+        not spin); once the classifier is done, the guard has them all. Measured on 2 CPUs,
+        one worker, default models (docs/service.md, "Overlap"): guard 2 threads and classifier 1
         against 1 and 1, in alternating rounds: saturation 123.4 -> 138.9 req/s, server CPU
         per request 12.7 -> 13.5 ms, p99 at 61.7 req/s 23.6 -> 19.8 ms. A classifier heavier
-        than the guard wants the opposite: set both variables.
+        than the guard wants the opposite: set both variables. With more workers each runs
+        the same 1.5 threads per CPU of its share (not measured). The background probe's
+        guard runs then use the session's pool thread too, which is not niced.
         """
         if self.guard_intra_op_threads is not None:
             return self.guard_intra_op_threads

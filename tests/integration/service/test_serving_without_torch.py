@@ -47,7 +47,12 @@ SCRIPT = BLOCKER + textwrap.dedent(
     )
     heavy = sorted(m for m in ("torch", "transformers", "optimum") if m in sys.modules)
     scored = [r.domain_score is not None for r in results]
-    print(json.dumps({"actions": [r.action for r in results], "heavy": heavy, "domain_scored": scored}))
+    threads = {
+        "classifier": runtime.pipeline.classifier._session.get_session_options().intra_op_num_threads,
+        "guard": runtime.pipeline.explain_scorer.model._session.get_session_options().intra_op_num_threads,
+    }
+    print(json.dumps({"actions": [r.action for r in results], "heavy": heavy, "domain_scored": scored,
+                      "threads": threads}))
     """
 )
 
@@ -62,6 +67,7 @@ def test_service_imports_and_serves_without_torch(tiny_store: TinyStore, test_po
         "FAIRGATE_ONNX_VARIANT": "fp32",
         "TOXIC": test_policy.toxic_text,
         "BENIGN": test_policy.benign_text,
+        "FAIRGATE_CPUS": "2",  # one worker, models overlapped: classifier 1 thread, guard 2
     }
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
@@ -70,4 +76,6 @@ def test_service_imports_and_serves_without_torch(tiny_store: TinyStore, test_po
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     # The domain monitor runs without torch too: the allowed item is scored, the blocked one is not.
+    assert report["threads"] == {"classifier": 1, "guard": 2}  # what load_runtime gave each session
+    del report["threads"]
     assert report == {"actions": ["block", "allow"], "heavy": [], "domain_scored": [False, True]}

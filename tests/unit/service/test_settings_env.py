@@ -29,6 +29,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("FAIRGATE_ONNX_VARIANT", "fp32")
     monkeypatch.setenv("FAIRGATE_WORKERS", "2")
     monkeypatch.setenv("FAIRGATE_MAX_BATCH_SIZE", "64")
+    monkeypatch.setenv("FAIRGATE_GUARD_INTRA_OP_THREADS", "3")
 
     settings = FairgateSettings.from_env().service
 
@@ -36,17 +37,20 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert settings.classifier_tag == "my-classifier:v3"
     assert settings.onnx_variant == "fp32"
     assert (settings.workers, settings.max_batch_size) == (2, 64)
+    assert settings.guard_threads_per_session(cpus=2) == 3
 
 
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAIRGATE_ONNX_VARIANT", "int4")
     monkeypatch.setenv("FAIRGATE_MAX_ITEMS", "0")
     monkeypatch.setenv("FAIRGATE_GUARD_TAG", "two words")
+    monkeypatch.setenv("FAIRGATE_GUARD_INTRA_OP_THREADS", "0")
 
     with pytest.raises(SettingsError) as caught:
         FairgateSettings.from_env()
 
     text = str(caught.value)
+    assert "FAIRGATE_GUARD_INTRA_OP_THREADS='0'" in text
     assert "FAIRGATE_ONNX_VARIANT='int4'" in text
     assert "FAIRGATE_MAX_ITEMS='0'" in text
     assert "FAIRGATE_GUARD_TAG='two words': 'two words' is not a model tag; use NAME or NAME:VERSION" in text
