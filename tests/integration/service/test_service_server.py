@@ -282,8 +282,9 @@ def test_traffic_naming_groups_moves_the_counterfactual_metrics_and_status(
     one_worker: BentoServer, test_policy: SplitPolicy
 ) -> None:
     # The test policy probes every item (counterfactual.sample: 1.0); earlier tests' probes
-    # may still be queued on this worker.
-    wait_for_probe(one_worker.url)
+    # may still be queued on this worker, and a burst of them may have overflowed the queue
+    # (dropped, by design, and counted): only this batch's outcome is asserted.
+    idle = wait_for_probe(one_worker.url)
     before = metric_samples(one_worker.url)
     items = [
         {"text": "Muslims deserve the same rights as everyone.", "group": None},
@@ -294,7 +295,7 @@ def test_traffic_naming_groups_moves_the_counterfactual_metrics_and_status(
     assert response.status_code == 200
     # The service answers first and probes on a background thread: wait until it is done.
     status = wait_for_probe(one_worker.url)
-    assert status.dropped == 0 and status.pending == 0
+    assert status.pending == 0 and status.dropped == idle.dropped  # this batch was probed, not dropped
     after = metric_samples(one_worker.url)
 
     def moved(name: str, **labels: str) -> float:
