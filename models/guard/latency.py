@@ -1,7 +1,8 @@
 """Latency of the guard (int8 ONNX) against Detoxify's ``original`` architecture in PyTorch.
 
-``python -m fairgate.models.guard.latency --data FILE`` times both on the same texts, in batches
-of 32, end to end from strings (tokenisation included), on the same number of threads.
+:func:`measure_latency` times both on the same texts, in batches of 32, end to end from
+strings (tokenisation included), on the same number of threads (the command:
+``python -m loadtests.guard_latency --data FILE``).
 Detoxify ``original`` is ``BertForSequenceClassification`` on BERT-base with 6 labels;
 weights are random (the architecture, not the weights, sets the cost) and its tokenizer
 is the bundled MiniLM's, which is bert-base-uncased's WordPiece vocabulary, so both
@@ -10,16 +11,13 @@ models see the same token counts. No network.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "measure_latency", "time_batches"]
+__all__ = ["measure_latency", "time_batches"]
 
 
 def time_batches(
@@ -84,32 +82,3 @@ def measure_latency(
         },
         "speedup_median": bert_result["ms_per_text_median"] / guard_result["ms_per_text_median"],
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import pandas as pd
-
-    from fairgate.models.store import get_stored_model
-
-    parser = argparse.ArgumentParser(prog="python -m fairgate.models.guard.latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="fairgate-toxicity", help="store tag of the guard")
-    parser.add_argument("--data", required=True, help="CSV with the texts")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--texts", type=int, default=640, help="how many texts (default 640)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    frame = pd.read_csv(args.data, dtype=str, keep_default_na=False)
-    sample = frame.sample(n=min(args.texts, len(frame)), random_state=args.seed)
-    texts = sample[args.text_column].tolist()
-    stored = get_stored_model(args.model)
-    result = measure_latency(stored.path, texts, batch_size=args.batch_size, threads=args.threads)
-    result["guard_int8_onnx"]["model"] = stored.tag
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
