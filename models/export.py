@@ -30,7 +30,9 @@ from fairgate.models.errors import ExportParityError, QuantizationError
 from fairgate.models.static_int8 import (
     KEEP_FP32_SUFFIXES,
     StaticQuantization,
+    fp32_matmuls,
     freeze_dynamic_scales,
+    fused_attention_nodes,
     quantize_static_file,
     quiet_root_logger,
 )
@@ -149,28 +151,6 @@ AVX2_WEIGHTS_DTYPE = "QInt8"
 AVX2_REDUCE_RANGE = True
 
 
-def _fp32_nodes(
-    model_path: Path, suffixes: Sequence[str] = KEEP_FP32_DEFAULT, *, attention: bool = False
-) -> list[str]:
-    """Nodes left in fp32: the MatMuls named by ``suffixes`` (by default the FFN
-    down-projections, see ``KEEP_FP32_DEFAULT``) and, with ``attention``, every fused
-    ``Attention`` node (ONNX Runtime's optimiser names them ``Attention_N``, so they are
-    chosen by op type, not by name)."""
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [
-        node.name
-        for node in graph.node
-        if (attention and node.op_type == "Attention")
-        or (
-            node.op_type == "MatMul"
-            and "attention" not in node.name
-            and any(node.name.endswith(suffix) for suffix in suffixes)
-        )
-    ]
-
-
 def _quantization_config(target: QuantizationTarget, *, exclude: list[str], signed_weights: bool = True):
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
@@ -228,8 +208,7 @@ def write_int8_variant(
     """
     model_dir = Path(model_dir)
     fp32_path, int8_path = model_dir / DEFAULT_FILES["fp32"], model_dir / DEFAULT_FILES["int8"]
-    signed = (static or StaticQuantization()).avx2_signed_weights
-    attention_fp32 = (static or StaticQuantization()).keep_attention_fp32
+    config = static or StaticQuantization()
     if mode == "static":
         if encode is None or not calibration_texts:
             raise QuantizationError(
@@ -242,7 +221,6 @@ def write_int8_variant(
         def feeds(texts: list[str]) -> dict[str, np.ndarray]:
             return {k: v for k, v in encoder(texts).items() if k in wanted}
 
-        config = static or StaticQuantization()
         with tempfile.TemporaryDirectory(prefix="fairgate-static-int8-") as scratch:
             out = Path(scratch) / "model_int8.onnx"
             if config.quant_format == "integer-ops":
@@ -251,8 +229,8 @@ def write_int8_variant(
                     Path(scratch) / "dynamic.onnx",
                     target,
                     config.keep_fp32_suffixes,
-                    signed_weights=signed,
-                    attention_fp32=attention_fp32,
+                    signed_weights=config.avx2_signed_weights,
+                    attention_fp32=config.keep_attention_fp32,
                 )
                 record = {
                     **dynamic_record,
@@ -267,7 +245,12 @@ def write_int8_variant(
     if mode != "dynamic":
         raise QuantizationError(f"quantization mode {mode!r} is not one of {', '.join(QUANTIZATION_MODES)}")
     return _write_dynamic_int8(
-        fp32_path, int8_path, target, keep_fp32, signed_weights=signed, attention_fp32=attention_fp32
+        fp32_path,
+        int8_path,
+        target,
+        keep_fp32,
+        signed_weights=config.avx2_signed_weights,
+        attention_fp32=config.keep_attention_fp32,
     )
 
 
@@ -291,9 +274,9 @@ def _write_dynamic_int8(
         if config.exists():
             shutil.copyfile(config, src / "config.json")
         quantizer = ORTQuantizer.from_pretrained(src, file_name="model.onnx")
-        kept_fp32 = _fp32_nodes(src / "model.onnx", keep_fp32, attention=attention_fp32)
-        # What was kept, not what was asked: a graph without fused Attention nodes has none to keep.
-        attention_kept = attention_fp32 and bool(_fp32_nodes(src / "model.onnx", (), attention=True))
+        # The attention kept is what the graph has, not what was asked: maybe no fused node.
+        attention = fused_attention_nodes(src / "model.onnx") if attention_fp32 else []
+        kept_fp32 = fp32_matmuls(src / "model.onnx", keep_fp32) + attention
         qconfig = _quantization_config(target, exclude=kept_fp32, signed_weights=signed_weights)
         with quiet_root_logger():  # onnxruntime logs one INFO line per tensor to the root logger
             quantizer.quantize(quantization_config=qconfig, save_dir=q_dir, file_suffix="int8")
@@ -306,7 +289,7 @@ def _write_dynamic_int8(
         "weights_dtype": str(qconfig.weights_dtype.name),
         "operators": list(qconfig.operators_to_quantize),
         "fp32_nodes": kept_fp32,
-        "attention_fp32": attention_kept,
+        "attention_fp32": bool(attention),
     }
 
 

@@ -35,7 +35,9 @@ __all__ = [
     "QuantFormat",
     "StaticQuantization",
     "calibration_fingerprint",
+    "fp32_matmuls",
     "freeze_dynamic_scales",
+    "fused_attention_nodes",
     "quantize_static_file",
     "select_calibration_texts",
 ]
@@ -152,7 +154,8 @@ def _padded_feeds(encode: Callable[[list[str]], Feeds], texts: Sequence[str]) ->
     return [{name: np.ascontiguousarray(array[i : i + 1]) for name, array in batch.items()} for i in range(len(texts))]
 
 
-def _fp32_matmuls(model_path: Path, suffixes: Sequence[str]) -> list[str]:
+def fp32_matmuls(model_path: Path, suffixes: Sequence[str]) -> list[str]:
+    """The MatMul nodes named by ``suffixes`` (outside the attention), to leave in fp32."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
@@ -163,11 +166,13 @@ def _fp32_matmuls(model_path: Path, suffixes: Sequence[str]) -> list[str]:
     ]
 
 
-def _has_fused_attention(model_path: Path) -> bool:
+def fused_attention_nodes(model_path: Path) -> list[str]:
+    """The fused ``Attention`` nodes (ONNX Runtime's optimiser names them ``Attention_N``, so
+    they are found by op type, not by a name suffix)."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return any(node.op_type == "Attention" for node in graph.node)
+    return [node.name for node in graph.node if node.op_type == "Attention"]
 
 
 class _Reader:
@@ -213,7 +218,7 @@ def quantize_static_file(
     config = config or StaticQuantization()
     chosen = select_calibration_texts(texts, limit=config.max_texts, seed=config.seed)
     feeds = _padded_feeds(encode, chosen)
-    kept_fp32 = _fp32_matmuls(fp32_path, config.keep_fp32_suffixes)
+    kept_fp32 = fp32_matmuls(fp32_path, config.keep_fp32_suffixes)
     methods = {
         "minmax": CalibrationMethod.MinMax,
         "entropy": CalibrationMethod.Entropy,
@@ -260,7 +265,7 @@ def quantize_static_file(
         "operators": ["MatMul"],
         "fp32_nodes": kept_fp32,
         # ONNX Runtime has no QDQ form of the fused Attention: the qdq format always leaves it fp32.
-        "attention_fp32": _has_fused_attention(fp32_path),
+        "attention_fp32": bool(fused_attention_nodes(fp32_path)),
         "calibration": {
             "method": config.method,
             **({"percentile": config.percentile} if config.method == "percentile" else {}),
