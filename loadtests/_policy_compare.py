@@ -24,6 +24,7 @@ __all__ = [
     "PolicyFigures",
     "PolicyRound",
     "alternate_rounds",
+    "alternating_order",
     "parse_policy_pair",
     "write_policy",
     "write_probe_policies",
@@ -112,6 +113,12 @@ def _ratio(b: float | None, a: float | None) -> float | None:
     return round(b / a, 4) if a and b is not None else None
 
 
+def alternating_order(rounds: int) -> list[str]:
+    """Which side runs when over ``rounds`` rounds: A B, then B A, and so on, so a drift of
+    the machine falls on both sides alike."""
+    return [label for index in range(rounds) for label in (("a", "b") if index % 2 == 0 else ("b", "a"))]
+
+
 def alternate_rounds(
     measure: Callable[[str], PolicyRound], policies: dict[str, str], *, rounds: int
 ) -> dict[str, Any]:
@@ -124,9 +131,8 @@ def alternate_rounds(
     if rounds < 1:
         raise ValueError(f"rounds={rounds} must be at least 1")
     done: dict[str, list[PolicyRound]] = {"a": [], "b": []}
-    for index in range(rounds):
-        for label in ("a", "b") if index % 2 == 0 else ("b", "a"):
-            done[label].append(measure(label))
+    for label in alternating_order(rounds):
+        done[label].append(measure(label))
     figures = {}
     for label, results in done.items():
         completions = sum(r.completions for r in results)

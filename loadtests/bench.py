@@ -234,8 +234,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 "or --compare-policy"
             )
         try:  # checked now, not after the saturation rounds it follows
-            compare_open_rate(args.compare_open_rate, {"a": {"throughput_rps": 1.0}, "b": {"throughput_rps": 1.0}},
-                              half_load=args.half_load)
+            parse_open_rate(args.compare_open_rate)
         except BenchError as error:
             parser.error(str(error))
     return args
@@ -484,14 +483,10 @@ def phase_compare_policy(
     return result
 
 
-def compare_open_rate(spec: str, saturation: dict[str, Any], *, half_load: float) -> float:
-    """The open-loop rate of ``--compare-open-rate``: a number of req/s, or ``half``
-    (``half_load`` x the lower of the two sides' saturation, so neither side is overloaded)."""
+def parse_open_rate(spec: str) -> float | None:
+    """``--compare-open-rate``: a rate in req/s above 0, or None for ``half``."""
     if spec.strip().lower() == "half":
-        rates = [(saturation.get(side) or {}).get("throughput_rps") for side in ("a", "b")]
-        if not all(rates):
-            raise BenchError("--compare-open-rate half: a side served nothing at saturation")
-        return half_load * min(float(r) for r in rates if r)
+        return None
     try:
         rate = float(spec)
     except ValueError:
@@ -499,6 +494,18 @@ def compare_open_rate(spec: str, saturation: dict[str, Any], *, half_load: float
     if not rate > 0:
         raise BenchError(f"--compare-open-rate {spec!r} must be above 0 req/s")
     return rate
+
+
+def compare_open_rate(spec: str, saturation: dict[str, Any], *, half_load: float) -> float:
+    """The open-loop rate of ``--compare-open-rate``: a number of req/s, or ``half``
+    (``half_load`` x the lower of the two sides' saturation, so neither side is overloaded)."""
+    rate = parse_open_rate(spec)
+    if rate is not None:
+        return rate
+    rates = [(saturation.get(side) or {}).get("throughput_rps") for side in ("a", "b")]
+    if not all(rates):
+        raise BenchError("--compare-open-rate half: a side served nothing at saturation")
+    return half_load * min(float(r) for r in rates if r)
 
 
 def _alternate_open_rounds(
@@ -512,15 +519,16 @@ def _alternate_open_rounds(
 ) -> dict[str, Any]:
     """Open-loop rounds at ``rate``, A B then B A (as the saturation rounds); each side's
     latencies pooled over its rounds, so a drift of the machine falls on both alike."""
+    from loadtests._policy_compare import alternating_order
+
     latencies: dict[str, list[float]] = {"a": [], "b": []}
     errors = {"a": 0, "b": 0}
-    for index in range(args.compare_policy_rounds):
-        for label in ("a", "b") if index % 2 == 0 else ("b", "a"):
-            result = asyncio.run(_open(servers[label].url, bodies, rate=rate, seconds=warmup_s + seconds, args=args))
-            window = result.scheduled_in(warmup_s, warmup_s + seconds)
-            latencies[label].extend(r.latency_s * 1000.0 for r in window if r.ok)
-            errors[label] += sum(1 for r in window if not r.ok)
-            logger.info("compare open loop %s at %.1f req/s: %d answered", label.upper(), rate, len(window))
+    for label in alternating_order(args.compare_policy_rounds):
+        result = asyncio.run(_open(servers[label].url, bodies, rate=rate, seconds=warmup_s + seconds, args=args))
+        window = result.scheduled_in(warmup_s, warmup_s + seconds)
+        latencies[label].extend(r.latency_s * 1000.0 for r in window if r.ok)
+        errors[label] += sum(1 for r in window if not r.ok)
+        logger.info("compare open loop %s at %.1f req/s: %d answered", label.upper(), rate, len(window))
     pooled = {label: {**_pooled(values), "errors": errors[label]} for label, values in latencies.items()}
     p99_a, p99_b = pooled["a"].get("p99_ms"), pooled["b"].get("p99_ms")
     return {
