@@ -227,6 +227,15 @@ def _fallback_tiers(first: StaticQuantization) -> list[_Int8Tier]:
     return tiers
 
 
+def _attempt_record(mode: QuantizationMode, quantization: dict[str, Any]) -> dict[str, Any]:
+    """What an int8 attempt that missed the gate kept in fp32 (its agreement is added by the caller)."""
+    return {
+        "mode": mode,
+        "fp32_nodes": quantization.get("fp32_nodes") or [],
+        "attention_fp32": bool(quantization.get("attention_fp32")),
+    }
+
+
 def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: Path) -> tuple[dict[str, Any], ParityReport]:
     """Export with the wanted int8 mode and check parity; ``auto`` falls back tier by tier.
 
@@ -285,10 +294,8 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
         kept = export["quantization"].get("fp32_nodes") or []
         missed_key, missed = "static", f"static int8 ({len(kept)} MatMuls in fp32)"
         missed_names = [missed]
-        missed_record: dict[str, Any] = {
-            "mode": "static",
-            "fp32_nodes": kept,
-            "attention_fp32": bool(export["quantization"].get("attention_fp32")),
+        missed_record = {
+            **_attempt_record("static", export["quantization"]),
             "calibration": export["quantization"].get("calibration"),
         }
         tiers = _fallback_tiers(target.static)
@@ -322,11 +329,7 @@ def _export_with_parity(trained: TrainedModel, target: StoreTarget, model_dir: P
             if report.passed:
                 break
             missed_key, missed = tier.key, tier.description
-            missed_record = {
-                "mode": tier.mode,
-                "fp32_nodes": export["quantization"].get("fp32_nodes") or [],
-                "attention_fp32": bool(export["quantization"].get("attention_fp32")),
-            }
+            missed_record = _attempt_record(tier.mode, export["quantization"])
             missed_names.append(tier.description)
         export["sizes_bytes"]["int8"] = (model_dir / "model.int8.onnx").stat().st_size
     export["quantization"]["chosen_because"] = reason
